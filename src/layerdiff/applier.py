@@ -1,0 +1,83 @@
+"""Applying one layer blob onto a directory: the library call behind ``layerdiff apply``.
+
+Bytes flow one way: the source is read once, decompressed and hashed on a producer
+thread, parsed and written by the applier. The returned descriptor names what was
+applied: the uncompressed stream's digest (the diffID, trailing bytes included) and size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from layerdiff.archive.apply import Applier
+from layerdiff.archive.fsroot import FsRoot
+from layerdiff.archive.tarstream import ChunkReader, TarReader
+from layerdiff.compression import decompressed_chunks
+from layerdiff.diff import ApplyOptions
+from layerdiff.errors import InvalidArgumentError, NotFoundError
+from layerdiff.oci import MEDIA_TYPE_LAYER, Descriptor
+from layerdiff.pipeline import Prefetcher
+
+Source = str | os.PathLike[str] | BinaryIO
+
+
+class _Digester:
+    """Counts and hashes every chunk that passes through it."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.hash.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+
+def apply_layer(
+    source: Source, dest: str | os.PathLike[str], options: ApplyOptions | None = None
+) -> Descriptor:
+    """Apply the layer read from ``source`` (a path or a binary stream) onto ``dest``.
+
+    The compression (gzip, zstd or none) is detected from the first bytes. Raises a
+    ``LayerdiffError`` subclass on any failure; see ``layerdiff.errors``.
+    """
+    options = options or ApplyOptions()
+    _check_dest(dest)
+    with contextlib.ExitStack() as stack:
+        raw = _open_source(source, stack)
+        digester = _Digester(decompressed_chunks(raw))
+        prefetched = stack.enter_context(Prefetcher(iter(digester)))
+        chunks = ChunkReader(iter(prefetched))
+        root = FsRoot(dest)
+        stack.callback(root.close)
+        Applier(root, options).apply(TarReader(chunks))
+        chunks.drain()
+    return Descriptor(MEDIA_TYPE_LAYER, "sha256:" + digester.hash.hexdigest(), digester.size)
+
+
+def _check_dest(dest: str | os.PathLike[str]) -> None:
+    try:
+        st = os.stat(dest)
+    except FileNotFoundError:
+        raise NotFoundError(f"target directory {os.fspath(dest)!r} does not exist") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvalidArgumentError(f"target {os.fspath(dest)!r} is not a directory")
+
+
+def _open_source(source: Source, stack: contextlib.ExitStack) -> BinaryIO:
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            return stack.enter_context(open(source, "rb"))
+        except FileNotFoundError:
+            raise NotFoundError(f"layer {os.fspath(source)!r} does not exist") from None
+        except IsADirectoryError:
+            raise InvalidArgumentError(f"layer {os.fspath(source)!r} is a directory") from None
+    return source

@@ -1,0 +1,46 @@
+"""The diff subsystem's interfaces: options for applying layers.
+
+Mirrors containerd's ``diff/diff.go``: what an applier is asked to do, independent of
+where the bytes come from or how they reach it.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+class WhiteoutMode(enum.Enum):
+    """How whiteouts in a layer are written to the target."""
+
+    #: Whiteouts delete what they name; the target is a plain directory tree.
+    NAIVE = "naive"
+    #: The target is an overlayfs upperdir: whiteouts become 0/0 character devices and
+    #: opaque directories carry the ``trusted.overlay.opaque`` (or ``user.overlay.opaque``) xattr.
+    OVERLAY = "overlay"
+    #: The target is an aufs branch: whiteout files are written as they stand in the layer.
+    AUFS = "aufs"
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """What an apply should do beyond streaming the layer onto the target.
+
+    ``parents`` are the lower directories of an overlay upperdir, nearest first; their
+    directory metadata is copied onto parent directories the layer does not carry, and in
+    overlay mode they form the merged view that paths are resolved in.
+
+    ``strict_oci`` switches from containerd 1.7's behaviour to the OCI image-spec's where
+    the two differ (see docs/semantics.md): whiteouts only hide lower layers' files, and
+    times before 1970 are kept instead of being clamped to the epoch.
+
+    ``same_owner`` applies the uid/gid of entries; ``None`` means "when running as root".
+    """
+
+    mode: WhiteoutMode = WhiteoutMode.NAIVE
+    userxattr: bool = False
+    parents: Sequence[str | os.PathLike[str]] = field(default_factory=tuple)
+    strict_oci: bool = False
+    same_owner: bool | None = None
