@@ -45,6 +45,10 @@ PAX_XATTR_PREFIX = "SCHILY.xattr."
 
 _NS = 1_000_000_000
 _ZERO_BLOCK = bytes(BLOCK)
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+_OCTAL_DIGITS = b"01234567"
+_OCTAL_CACHE: dict[bytes, int] = {}
+_DECIMAL_DIGITS = b"0123456789"
 
 
 @dataclass(slots=True)
@@ -281,8 +285,7 @@ def _block_format(block: bytes) -> str:
     parser = _NumberParser()
     stored = parser.parse_octal(checksum_field)
     unsigned = sum(block) - sum(checksum_field) + 8 * 0x20
-    signed = unsigned - 256 * sum(1 for b in block[:148] + block[156:] if b >= 0x80)
-    if parser.failed or stored not in (unsigned, signed):
+    if parser.failed or (stored != unsigned and stored != _signed_checksum(block, unsigned)):
         raise CorruptLayerError("invalid tar header: checksum mismatch")
     magic, version, trailer = block[257:263], block[263:265], block[508:512]
     if magic == b"ustar\x00":
@@ -290,6 +293,13 @@ def _block_format(block: bytes) -> str:
     if magic == b"ustar " and version == b" \x00":
         return "gnu"
     return "v7"
+
+
+def _signed_checksum(block: bytes, unsigned: int) -> int:
+    """The checksum some old tars wrote, summing bytes as signed chars."""
+    outside = block[:148] + block[156:]
+    high_bytes = len(outside) - len(outside.translate(None, _HIGH_BYTES))
+    return unsigned - 256 * high_bytes
 
 
 class _NumberParser:
@@ -318,11 +328,21 @@ class _NumberParser:
         return self.parse_octal(field_bytes)
 
     def parse_octal(self, field_bytes: bytes) -> int:
+        # Mode, uid, gid and device fields repeat from entry to entry: remember them.
+        cached = _OCTAL_CACHE.get(field_bytes)
+        if cached is not None:
+            return cached
+        value = self._parse_octal(field_bytes)
+        if not self.failed and len(field_bytes) == 8 and len(_OCTAL_CACHE) < 4096:
+            _OCTAL_CACHE[field_bytes] = value
+        return value
+
+    def _parse_octal(self, field_bytes: bytes) -> int:
         text = field_bytes.strip(b" \x00")
         if not text:
             return 0
         text = text.split(b"\x00", 1)[0]
-        if not text or any(c < 0x30 or c > 0x37 for c in text):
+        if not text or text.translate(None, _OCTAL_DIGITS):
             self.failed = True
             return 0
         value = int(text, 8)
@@ -337,7 +357,7 @@ def _cstring(raw: bytes) -> str:
     end = raw.find(b"\x00")
     if end >= 0:
         raw = raw[:end]
-    return os.fsdecode(raw)
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _parse_pax(data: bytes) -> dict[str, str]:
@@ -380,7 +400,7 @@ def _go_parse_int(text: str | bytes) -> int | None:
     if isinstance(text, str):
         text = text.encode("utf-8", "surrogateescape")
     digits = text[1:] if text[:1] in (b"+", b"-") else text
-    if not digits or any(c < 0x30 or c > 0x39 for c in digits):
+    if not digits or digits.translate(None, _DECIMAL_DIGITS):
         return None
     value = int(text)
     if not -(1 << 63) <= value < (1 << 63):
