@@ -77,7 +77,7 @@ def test_known_unsupported_formats_are_named(data: bytes, name: str) -> None:
     ids=["gzip-truncated", "zstd-truncated", "gzip-corrupt", "zstd-corrupt", "gzip-trailer"],
 )
 def test_damaged_streams_fail_with_a_named_error(data: bytes) -> None:
-    with pytest.raises(CorruptLayerError, match="corrupt (gzip|zstd) stream"):
+    with pytest.raises(CorruptLayerError, match=r"corrupt (gzip|zstd) stream"):
         _decode(data)
 
 

@@ -35,7 +35,7 @@ def test_split_and_join_are_go_path_functions() -> None:
 
 def _tree(links: dict[str, str]) -> rootpath.Lookup:
     """A lookup over a tree whose only interesting entries are these symlinks."""
-    return lambda path: links.get(path)
+    return links.get
 
 
 @pytest.mark.parametrize(

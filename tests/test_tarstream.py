@@ -67,7 +67,8 @@ def test_gnu_long_names_and_link_names() -> None:
 def test_header_only_types_carry_no_data_whatever_their_size_field() -> None:
     # Go's reader ignores the size of links, devices, dirs and fifos for data blocks:
     # a bogus size must not make the next header be read from inside "data".
-    sym = bytearray(_tar((_info("l", tarfile.SYMTYPE, linkname="t"), b""), fmt=tarfile.USTAR_FORMAT)[:512])
+    link = _info("l", tarfile.SYMTYPE, linkname="t")
+    sym = bytearray(_tar((link, b""), fmt=tarfile.USTAR_FORMAT)[:512])
     sym[124:136] = b"%011o\x00" % 4096
     follower = _tar((_info("f", size=2), b"hi"), fmt=tarfile.USTAR_FORMAT)
     entries = _read_all(_checksummed(sym) + follower)
