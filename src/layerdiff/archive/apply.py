@@ -123,6 +123,11 @@ class Applier:
         if hdr.typeflag in (tarstream.CHAR, tarstream.BLOCKDEV) and self.proc.in_userns:
             log.warning("file %r ignored: devices cannot be created in a user namespace", hdr.name)
             return
+        if hdr.typeflag == tarstream.REG and stat.S_IFMT(hdr.mode) == stat.S_IFSOCK:
+            # tar has no socket type; socket mode bits on a file entry mean a writer
+            # archived one anyway. A socket means nothing without its process: skip it.
+            log.warning("file %r ignored: sockets cannot be unpacked", hdr.name)
+            return
         head, base = rootpath.split(hdr.name)
         parent = self._resolve(head)
         if base in ("", ".", ".."):
