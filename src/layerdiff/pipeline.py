@@ -9,13 +9,18 @@ decoder down instead of piling up chunks.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from types import TracebackType
 
 _QUEUE_CHUNKS = 8
 _POLL_SECONDS = 0.1
+_CLOSE_WAIT_SECONDS = 5.0
+
+log = logging.getLogger("layerdiff.pipeline")
 
 
 class _End:
@@ -48,12 +53,19 @@ class Prefetcher:
         self.close()
 
     def close(self) -> None:
-        """Stop the producer (if still running) and wait for its thread to end."""
+        """Stop the producer (if still running) and wait a bounded time for it to end.
+
+        A producer blocked reading a source that never answers (a pipe whose writer
+        stalls) cannot be interrupted from here; it is a daemon thread, so it is left to
+        end with that read rather than hang the caller.
+        """
         self._stop.set()
-        while self._thread.is_alive():
+        deadline = time.monotonic() + _CLOSE_WAIT_SECONDS
+        while self._thread.is_alive() and time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
                 self._queue.get(timeout=_POLL_SECONDS)
-        self._thread.join()
+        if self._thread.is_alive():
+            log.warning("decoder thread still blocked reading the layer; leaving it behind")
 
     def _run(self) -> None:
         error: BaseException | None = None

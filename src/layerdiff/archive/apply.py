@@ -30,7 +30,7 @@ from layerdiff.archive.whiteout import (
     validate_whiteout_name,
 )
 from layerdiff.diff import ApplyOptions, WhiteoutMode
-from layerdiff.errors import LayerdiffError, TargetError, UnsupportedError
+from layerdiff.errors import CorruptLayerError, LayerdiffError, TargetError, UnsupportedError
 
 log = logging.getLogger("layerdiff.apply")
 
@@ -101,7 +101,16 @@ class Applier:
 
     def apply(self, reader: TarReader) -> None:
         """Apply every entry of ``reader``, then set directory times."""
-        while (hdr := reader.next()) is not None:
+        last = ""
+        while True:
+            try:
+                hdr = reader.next()
+            except CorruptLayerError as err:
+                where = f"after tar entry {last!r}" if last else "at the first tar entry"
+                raise type(err)(f"{err} ({where})") from None
+            if hdr is None:
+                break
+            last = hdr.name
             try:
                 self._entry(hdr, reader)
             except LayerdiffError as err:
@@ -411,7 +420,7 @@ class Applier:
     def _hardlink(self, hdr: TarHeader, path: str) -> None:
         """Link ``path`` to the entry's link target (containerd's ``hardlinkRootPath``)."""
         head, base = rootpath.split(hdr.linkname)
-        parent = self.root.resolve(head, self.lookup) if head else ""
+        parent = self._resolve(head) if head else ""
         target = rootpath.join(parent, base) if parent else rootpath.clean(base or ".")
         if target in (".", "") or target == ".." or target.startswith("../"):
             target = ""
