@@ -152,15 +152,22 @@ class Applier:
             else:
                 self._whiteout(hdr, parent, base[len(WHITEOUT_PREFIX) :])
             return
-        existing = self.root.lstat(path)
         replaces_whiteout = False
-        if existing is not None and not (
-            stat.S_ISDIR(existing.st_mode) and hdr.typeflag == tarstream.DIR
-        ):
-            replaces_whiteout = is_whiteout(existing)
-            self.root.remove_all(path)
-            existing = None
-        self._create(hdr, path, reader, existing)
+        if hdr.typeflag == tarstream.PAX_GLOBAL:
+            self.root.remove_all(path)  # containerd replaces the path, then ignores the entry
+        try:
+            # Optimistic: most paths are new, so create first and look only on EEXIST
+            # (one lstat per entry saved); the outcome is containerd's lstat-then-replace.
+            self._create(hdr, path, reader, None)
+        except FileExistsError:
+            existing = self.root.lstat(path)
+            if existing is None or not (
+                stat.S_ISDIR(existing.st_mode) and hdr.typeflag == tarstream.DIR
+            ):
+                replaces_whiteout = existing is not None and is_whiteout(existing)
+                self.root.remove_all(path)
+                existing = None
+            self._create(hdr, path, reader, existing)
         if hdr.typeflag == tarstream.DIR:
             self.dirs.append(hdr)
             if replaces_whiteout and self._lower_has_dir(path):
