@@ -19,7 +19,7 @@ from layerdiff.archive.fsroot import FsRoot
 from layerdiff.archive.tarstream import ChunkReader, TarReader
 from layerdiff.compression import decompressed_chunks
 from layerdiff.diff import ApplyOptions
-from layerdiff.errors import InvalidArgumentError, NotFoundError
+from layerdiff.errors import InvalidArgumentError, NotFoundError, TargetError
 from layerdiff.oci import MEDIA_TYPE_LAYER, Descriptor
 from layerdiff.pipeline import Prefetcher
 
@@ -56,7 +56,10 @@ def apply_layer(
         digester = _Digester(decompressed_chunks(raw))
         prefetched = stack.enter_context(Prefetcher(iter(digester)))
         chunks = ChunkReader(iter(prefetched))
-        root = FsRoot(dest)
+        try:
+            root = FsRoot(dest)
+        except OSError as err:
+            raise TargetError(f"cannot open target {os.fspath(dest)!r}: {err.strerror}") from None
         stack.callback(root.close)
         Applier(root, options).apply(TarReader(chunks))
         chunks.drain()

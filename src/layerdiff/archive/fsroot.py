@@ -87,7 +87,9 @@ class FsRoot:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self.fd = os.open(self.path, _O_DIR)
+        # The root itself may be reached through a symlink (the caller's choice); only
+        # what lies inside it is confined.
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._dir_fds: dict[str, int] = {"": self.fd}
         self._known_dirs: set[str] = {""}
 
