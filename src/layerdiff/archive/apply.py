@@ -120,6 +120,8 @@ class Applier:
         for hdr in self.dirs:
             try:
                 path = self._resolve(hdr.name)
+                if self.overlay is not None:
+                    self._check_not_whited_out(path)
                 atime, mtime = self._times(hdr)
                 self.root.lutimes(path, atime, mtime)
             except LayerdiffError as err:
@@ -175,6 +177,13 @@ class Applier:
                 # marker the lower directory's children would show through again.
                 self.root.lsetxattr(path, self.opaque_xattr, b"y")
         self.unpacked.add(path)
+
+    def _check_not_whited_out(self, path: str) -> None:
+        # A directory whited out later in its own layer: the naive applier fails to set
+        # its times (the path is gone), and so must the overlay form.
+        st = self.root.lstat(path)
+        if st is not None and is_whiteout(st):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
 
     def _resolve(self, name: str) -> str:
         fast = name.strip("/")

@@ -189,7 +189,10 @@ class FsRoot:
     def getxattr(self, rel: str, key: str) -> bytes | None:
         """Extended attribute ``key`` of ``rel`` (not following symlinks); None if unset."""
         try:
-            return os.getxattr(self.proc_path(rel), key, follow_symlinks=False)
+            target = self._xattr_target(rel)
+            if isinstance(target, int):
+                return os.getxattr(target, key)
+            return os.getxattr(target, key, follow_symlinks=False)
         except OSError as err:
             if err.errno in (errno.ENODATA, errno.ENOTSUP):
                 return None
@@ -198,20 +201,24 @@ class FsRoot:
     def listxattr(self, rel: str) -> list[str]:
         """Names of the extended attributes of ``rel`` (not following symlinks)."""
         try:
-            return os.listxattr(self.proc_path(rel), follow_symlinks=False)
+            target = self._xattr_target(rel)
+            if isinstance(target, int):
+                return os.listxattr(target)
+            return os.listxattr(target, follow_symlinks=False)
         except OSError as err:
             if err.errno == errno.ENOTSUP:
                 return []
             raise
 
-    def proc_path(self, rel: str) -> str:
-        """A path naming ``rel`` through its parent's fd, for calls that take no dir_fd.
+    def _xattr_target(self, rel: str) -> str | int:
+        """What the xattr calls (which take no dir_fd) should act on for ``rel``.
 
-        The kernel resolves ``/proc/self/fd/N`` to the directory itself, then looks the
-        last name up in it; nothing on the way can be a symlink placed by a layer.
+        For the root, its fd. Otherwise ``/proc/self/fd/N/NAME``: the kernel resolves
+        the magic link to the parent directory itself, then looks NAME up in it without
+        following it; nothing on the way can be a symlink placed by a layer.
         """
         if not rel:
-            return f"/proc/self/fd/{self.fd}"
+            return self.fd
         fd, name = self._parent(rel)
         return f"/proc/self/fd/{fd}/{name}"
 
@@ -282,7 +289,11 @@ class FsRoot:
 
     def lsetxattr(self, rel: str, key: str, value: bytes, flags: int = 0) -> None:
         """Set an extended attribute on ``rel`` itself."""
-        os.setxattr(self.proc_path(rel), key, value, flags, follow_symlinks=False)
+        target = self._xattr_target(rel)
+        if isinstance(target, int):
+            os.setxattr(target, key, value, flags)
+        else:
+            os.setxattr(target, key, value, flags, follow_symlinks=False)
 
     def lutimes(self, rel: str, atime_ns: int, mtime_ns: int) -> None:
         """Set the times of ``rel`` itself."""
