@@ -198,18 +198,6 @@ class FsRoot:
                 return None
             raise
 
-    def listxattr(self, rel: str) -> list[str]:
-        """Names of the extended attributes of ``rel`` (not following symlinks)."""
-        try:
-            target = self._xattr_target(rel)
-            if isinstance(target, int):
-                return os.listxattr(target)
-            return os.listxattr(target, follow_symlinks=False)
-        except OSError as err:
-            if err.errno == errno.ENOTSUP:
-                return []
-            raise
-
     def _xattr_target(self, rel: str) -> str | int:
         """What the xattr calls (which take no dir_fd) should act on for ``rel``.
 

@@ -97,17 +97,14 @@ class OverlayView:
             if not stat.S_ISDIR(found[1].st_mode):
                 raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), rel)
             layers = below
-        return (UPPER, self.upper.lstat("") or os.fstat(self.upper.fd))
+        return (UPPER, os.fstat(self.upper.fd))  # the root itself
 
     def lookup_symlink(self, abs_path: str) -> str | None:
         """``rootpath.Lookup`` over the merged view."""
         rel = abs_path[1:]
         if self.upper.is_known_dir(rel):
             return None
-        try:
-            found = self.lookup(rel)
-        except NotADirectoryError:
-            raise
+        found = self.lookup(rel)
         if found is None or not stat.S_ISLNK(found[1].st_mode):
             return None
         layer, _ = found
