@@ -100,18 +100,18 @@ def _build(root: Path, tree: dict[str, Node]) -> None:
         placed[path] = node
     for path in sorted(placed, key=lambda p: -p.count("/")):
         node = placed[path]
-        full = str(root / path)
+        target = str(root / path)
         if node.kind == "hardlink":
             continue  # shares its target's metadata
         if node.kind != "symlink":
             if node.xattr is not None and node.kind in ("file", "dir"):
-                os.setxattr(full, "user.test", node.xattr)
+                os.setxattr(target, "user.test", node.xattr)
             if IS_ROOT:
-                os.chown(full, node.uid, node.gid)
-            os.chmod(full, node.mode if node.kind != "dir" else node.mode | 0o700)
+                os.chown(target, node.uid, node.gid)
+            os.chmod(target, node.mode if node.kind != "dir" else node.mode | 0o700)
         elif IS_ROOT:
-            os.chown(full, node.uid, node.gid, follow_symlinks=False)
-        os.utime(full, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+            os.chown(target, node.uid, node.gid, follow_symlinks=False)
+        os.utime(target, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
 
 
 @settings(

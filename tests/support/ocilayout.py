@@ -1,4 +1,4 @@
-"""OCI image archives (image layout in a tar) built from layer blobs, for ``ctr import``."""
+"""Write a one-image OCI image layout archive from layer blobs, for `ctr images import`."""
 
 from __future__ import annotations
 
@@ -9,97 +9,132 @@ import json
 import platform
 import tarfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from backports import zstd
 
-_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le"}
+MEDIA_TYPE_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_TYPE_LAYER_GZIP = MEDIA_TYPE_LAYER + "+gzip"
+MEDIA_TYPE_LAYER_ZSTD = MEDIA_TYPE_LAYER + "+zstd"
+MEDIA_TYPE_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_TYPE_INDEX = "application/vnd.oci.image.index.v1+json"
+
+# ctr's OCI importer names an image after this annotation when present; otherwise it
+# only has org.opencontainers.image.ref.name (a tag) and needs --base-name.
+ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
+ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+# uname -m → GOARCH, so the image matches containerd's default platform and gets unpacked.
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
+           "s390x": "s390x", "riscv64": "riscv64", "i686": "386"}
 
 
-def sha256(data: bytes) -> str:
-    """The OCI digest string of ``data``."""
+@dataclass(frozen=True)
+class Layer:
+    """A layer blob with what the image needs to know about it."""
+
+    blob: bytes
+    media_type: str
+    digest: str  # of the blob as stored
+    diff_id: str  # of the uncompressed tar stream
+
+
+def sha256_digest(data: bytes) -> str:
+    """Return the OCI digest string of data."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def layer_media_type(blob: bytes) -> str:
-    """The OCI layer media type matching the blob's compression."""
-    if blob.startswith(b"\x1f\x8b\x08"):
-        return "application/vnd.oci.image.layer.v1.tar+gzip"
-    if blob.startswith(b"\x28\xb5\x2f\xfd"):
-        return "application/vnd.oci.image.layer.v1.tar+zstd"
-    return "application/vnd.oci.image.layer.v1.tar"
-
-
-def uncompressed(blob: bytes) -> bytes:
-    """The layer's tar stream (whose digest is its diffID)."""
-    media_type = layer_media_type(blob)
-    if media_type.endswith("+gzip"):
+def decompress(blob: bytes) -> bytes:
+    """Return the uncompressed tar stream of a plain, gzip or zstd layer blob."""
+    if blob.startswith(_GZIP_MAGIC):
         return gzip.decompress(blob)
-    if media_type.endswith("+zstd"):
+    if blob.startswith(_ZSTD_MAGIC):
         return zstd.decompress(blob)
     return blob
 
 
+def layer(blob: bytes) -> Layer:
+    """Describe a layer blob, its media type told by its magic bytes."""
+    if blob.startswith(_GZIP_MAGIC):
+        media_type = MEDIA_TYPE_LAYER_GZIP
+    elif blob.startswith(_ZSTD_MAGIC):
+        media_type = MEDIA_TYPE_LAYER_ZSTD
+    else:
+        media_type = MEDIA_TYPE_LAYER
+    return Layer(blob, media_type, sha256_digest(blob), sha256_digest(decompress(blob)))
+
+
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
-    """The chain IDs of a layer stack: how containerd names its committed snapshots."""
-    chain = [diff_ids[0]]
-    for diff_id in diff_ids[1:]:
-        chain.append(sha256(f"{chain[-1]} {diff_id}".encode()))
+    """Return the chain ID of each layer stack: the snapshot names containerd commits."""
+    chain: list[str] = []
+    for diff_id in diff_ids:
+        if chain:
+            chain.append(sha256_digest(f"{chain[-1]} {diff_id}".encode()))
+        else:
+            chain.append(diff_id)
     return chain
 
 
-def image_archive(layers: Sequence[bytes], ref_name: str = "latest") -> tuple[bytes, list[str]]:
-    """An OCI archive holding one image of ``layers``; returns it and the diffIDs."""
-    blobs: dict[str, bytes] = {}
-    diff_ids = [sha256(uncompressed(blob)) for blob in layers]
-    layer_descs = []
-    for blob in layers:
-        blobs[sha256(blob)] = blob
-        layer_descs.append(
-            {"mediaType": layer_media_type(blob), "digest": sha256(blob), "size": len(blob)}
-        )
-    arch = _GOARCH.get(platform.machine(), platform.machine())
-    config = json.dumps(
-        {
-            "architecture": arch,
-            "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "config": {},
-        }
-    ).encode()
-    blobs[sha256(config)] = config
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": sha256(config),
-                "size": len(config),
-            },
-            "layers": layer_descs,
-        }
-    ).encode()
-    blobs[sha256(manifest)] = manifest
-    index = json.dumps(
-        {
-            "schemaVersion": 2,
-            "manifests": [
-                {
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "digest": sha256(manifest),
-                    "size": len(manifest),
-                    "annotations": {"org.opencontainers.image.ref.name": ref_name},
-                    "platform": {"architecture": arch, "os": "linux"},
-                }
-            ],
-        }
-    ).encode()
+def goarch() -> str:
+    """Return this machine's architecture as Go (and so OCI) names it."""
+    machine = platform.machine()
+    return _GOARCH.get(machine, machine)
+
+
+def write_oci_archive(layers: Sequence[Layer], image_name: str) -> bytes:
+    """Return a tar archive of an OCI image layout holding one image made of layers."""
+    arch = goarch()
+    config = _json({
+        "architecture": arch,
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [lay.diff_id for lay in layers]},
+    })
+    manifest = _json({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_MANIFEST,
+        "config": _descriptor(MEDIA_TYPE_CONFIG, config),
+        "layers": [
+            {"mediaType": lay.media_type, "digest": lay.digest, "size": len(lay.blob)}
+            for lay in layers
+        ],
+    })
+    manifest_descriptor = _descriptor(MEDIA_TYPE_MANIFEST, manifest)
+    manifest_descriptor["platform"] = {"architecture": arch, "os": "linux"}
+    manifest_descriptor["annotations"] = {
+        ANNOTATION_IMAGE_NAME: image_name,
+        ANNOTATION_REF_NAME: image_name.rpartition(":")[2],
+    }
+    index = _json({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_INDEX,
+        "manifests": [manifest_descriptor],
+    })
+
     out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as archive:
-        files = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "index.json": index}
-        files.update({f"blobs/sha256/{d[7:]}": b for d, b in blobs.items()})
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return out.getvalue(), diff_ids
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        _add(archive, "oci-layout", _json({"imageLayoutVersion": "1.0.0"}))
+        _add(archive, "index.json", index)
+        blobs = {sha256_digest(b): b for b in (config, manifest, *(lay.blob for lay in layers))}
+        for digest, blob in blobs.items():
+            _add(archive, "blobs/sha256/" + digest.removeprefix("sha256:"), blob)
+    return out.getvalue()
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _descriptor(media_type: str, blob: bytes) -> dict[str, object]:
+    return {"mediaType": media_type, "digest": sha256_digest(blob), "size": len(blob)}
+
+
+def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    archive.addfile(info, io.BytesIO(data))
