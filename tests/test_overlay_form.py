@@ -110,3 +110,30 @@ def test_merged_overlay_view_equals_naive_result(layers: list[bytes], tmp_path: 
 
     with merged_view(uppers) as merged:
         assert diff_trees(snapshot_tree(naive), snapshot_tree(merged), ignore_dir_mtimes=True) == []
+
+
+def test_layer_overlay_xattrs_are_escaped_with_userxattr(tmp_path: Path) -> None:
+    """A layer's own ``user.overlay.opaque`` must not turn into an overlay instruction."""
+    lower, upper, naive = tmp_path / "lower", tmp_path / "upper", tmp_path / "naive"
+    for d in (lower, upper, naive):
+        d.mkdir()
+    first = _layer(("dir", "d/", ""), ("file", "d/old", "old"))
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo("d/")
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 1_600_000_000
+        info.pax_headers = {"SCHILY.xattr.user.overlay.opaque": "y"}
+        archive.addfile(info)
+    second = out.getvalue()
+
+    for blob in (first, second):
+        apply_layer(io.BytesIO(blob), naive)
+    apply_layer(io.BytesIO(first), lower)
+    options = ApplyOptions(mode=WhiteoutMode.OVERLAY, userxattr=True, parents=[str(lower)])
+    apply_layer(io.BytesIO(second), upper, options)
+
+    assert os.getxattr(upper / "d", "user.overlay.overlay.opaque") == b"y"
+    with merged_view([lower, upper], userxattr=True) as merged:
+        assert (merged / "d" / "old").read_text() == "old"  # not hidden by the layer's xattr
+        assert os.getxattr(merged / "d", "user.overlay.opaque") == b"y"
+        assert diff_trees(snapshot_tree(naive), snapshot_tree(merged), ignore_dir_mtimes=True) == []
