@@ -107,17 +107,20 @@ CASES: dict[str, tuple[list[bytes], str]] = {
         ],
         "",
     ),
-    "whiteouts of files, directories and missing paths": (
+    "whiteouts of files and directories": (
         [
             BASE,
             layer(
                 ("file", "etc/.wh.passwd"),
                 ("dir", "d/"),
                 ("file", "d/.wh.sub"),
-                ("file", ".wh.gone"),
             ),
         ],
         "",
+    ),
+    "whiteouts of paths no lower layer has": (
+        [BASE, layer(("file", ".wh.gone"), ("file", "new/.wh.nothing"))],
+        OVERLAY_DEVIATES,
     ),
     "opaque marker last": (
         [BASE, layer(("dir", "d/"), ("file", "d/b", {"data": b"b"}), ("file", "d/.wh..wh..opq"))],

@@ -77,9 +77,10 @@ def _build(root: Path, tree: dict[str, Node]) -> None:
     for path in sorted(tree, key=lambda p: (p.count("/"), p)):
         node = tree[path]
         parent = path.rpartition("/")[0]
-        if parent and (parent not in placed or placed[parent].kind != "dir"):
-            if parent in placed:
-                continue
+        ancestors = [path[:i] for i, c in enumerate(path) if c == "/"]
+        if any(a in placed and placed[a].kind != "dir" for a in ancestors):
+            continue  # under a file, symlink or fifo: such a tree cannot exist
+        if parent:
             (root / parent).mkdir(parents=True, exist_ok=True)
         full = root / path
         if node.kind == "dir":

@@ -98,13 +98,15 @@ def test_stream_may_end_without_end_of_archive_blocks() -> None:
     assert [h.name for h, _ in entries] == ["f"]
 
 
-def test_stream_may_end_right_after_data_without_padding() -> None:
+@pytest.mark.parametrize("cut", [512 + 5, 512 + 100], ids=["before", "inside"])
+def test_stream_may_end_before_or_inside_the_padding_after_data(cut: int) -> None:
+    # Go's tryReadFull takes a short read at the end of the stream as the end.
     data = _tar((_info("f", size=5), b"hello"), fmt=tarfile.USTAR_FORMAT)
-    assert [d for _, d in _read_all(data[: 512 + 5])] == [b"hello"]
+    assert [d for _, d in _read_all(data[:cut])] == [b"hello"]
 
 
-@pytest.mark.parametrize("cut", [100, 512 + 2, 512 + 600 + 10], ids=["header", "data", "padding"])
-def test_truncation_inside_a_header_data_or_padding_is_an_error(cut: int) -> None:
+@pytest.mark.parametrize("cut", [100, 512 + 2], ids=["header", "data"])
+def test_truncation_inside_a_header_or_data_is_an_error(cut: int) -> None:
     data = _tar((_info("f", size=600), b"x" * 600), fmt=tarfile.USTAR_FORMAT)
     with pytest.raises(CorruptLayerError, match="truncated"):
         _read_all(data[:cut])

@@ -19,11 +19,24 @@ from layerdiff.archive.fsroot import FsRoot
 from layerdiff.archive.tarstream import ChunkReader, TarReader
 from layerdiff.compression import decompressed_chunks
 from layerdiff.diff import ApplyOptions
-from layerdiff.errors import InvalidArgumentError, NotFoundError, TargetError
+from layerdiff.errors import InvalidArgumentError, NotFoundError, SourceError, TargetError
 from layerdiff.oci import MEDIA_TYPE_LAYER, Descriptor
 from layerdiff.pipeline import Prefetcher
 
 Source = str | os.PathLike[str] | BinaryIO
+
+
+class _ReadErrors:
+    """Reports the source's own I/O errors as ``SourceError`` (not the target's fault)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            return self._raw.read(size)
+        except OSError as err:
+            raise SourceError(f"cannot read the layer: {err.strerror or err}") from None
 
 
 class _Digester:
@@ -53,7 +66,7 @@ def apply_layer(
     _check_dest(dest)
     with contextlib.ExitStack() as stack:
         raw = _open_source(source, stack)
-        digester = _Digester(decompressed_chunks(raw))
+        digester = _Digester(decompressed_chunks(_ReadErrors(raw)))
         prefetched = stack.enter_context(Prefetcher(iter(digester)))
         chunks = ChunkReader(iter(prefetched))
         try:

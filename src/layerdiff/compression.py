@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Iterator
-from typing import BinaryIO, cast
+from typing import Protocol, cast
 
 from backports.zstd import ZstdDecompressor, ZstdError
 from isal import isal_zlib
@@ -45,6 +45,14 @@ _GzipError = cast(type[Exception], isal_zlib.error)
 DETECT_SIZE = 8
 
 
+class Readable(Protocol):
+    """Anything with a binary ``read``: a file, a socket file, a pipe."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes; ``b""`` at the end."""
+        ...
+
+
 class Compression(enum.Enum):
     """The compression of a layer stream."""
 
@@ -71,7 +79,7 @@ def detect(prefix: bytes) -> Compression:
     return Compression.NONE
 
 
-def decompressed_chunks(raw: BinaryIO, prefix: bytes = b"") -> Iterator[bytes]:
+def decompressed_chunks(raw: Readable, prefix: bytes = b"") -> Iterator[bytes]:
     """Yield the decompressed bytes of ``raw`` in pieces of at most ``CHUNK_SIZE``.
 
     ``prefix`` holds bytes already read from ``raw`` (for detection); they are used first.
@@ -89,14 +97,14 @@ def decompressed_chunks(raw: BinaryIO, prefix: bytes = b"") -> Iterator[bytes]:
     return _zstd_chunks(raw, prefix)
 
 
-def _plain_chunks(raw: BinaryIO, prefix: bytes) -> Iterator[bytes]:
+def _plain_chunks(raw: Readable, prefix: bytes) -> Iterator[bytes]:
     if prefix:
         yield prefix
     while chunk := raw.read(CHUNK_SIZE):
         yield chunk
 
 
-def _gzip_chunks(raw: BinaryIO, prefix: bytes) -> Iterator[bytes]:
+def _gzip_chunks(raw: Readable, prefix: bytes) -> Iterator[bytes]:
     # Like Go's gzip reader (multistream by default), a stream may hold several gzip
     # members one after another; anything else after a member is an error.
     pending = prefix
@@ -126,7 +134,7 @@ def _gzip_chunks(raw: BinaryIO, prefix: bytes) -> Iterator[bytes]:
             pending = decoder.unconsumed_tail
 
 
-def _zstd_chunks(raw: BinaryIO, prefix: bytes) -> Iterator[bytes]:
+def _zstd_chunks(raw: Readable, prefix: bytes) -> Iterator[bytes]:
     # One decoder per frame: at the end of the input the last frame must be complete,
     # which is how a truncated layer is told apart from a finished one. Skippable frames
     # decode to nothing.
@@ -157,3 +165,4 @@ def _zstd_chunks(raw: BinaryIO, prefix: bytes) -> Iterator[bytes]:
             pending = decoder.unused_data
             decoder = ZstdDecompressor()
             at_frame_start = True
+

@@ -35,5 +35,13 @@ class InvalidLayerError(LayerdiffError):
     """The layer is well formed tar but breaks the changeset rules (e.g. a bare whiteout)."""
 
 
+class SourceError(LayerdiffError):
+    """Reading the layer itself failed (an I/O error of the file or stream it comes from)."""
+
+
 class TargetError(LayerdiffError):
     """The file system under the target refused an operation (ENOSPC, EACCES, EROFS...)."""
+
+
+class TreeReadError(LayerdiffError):
+    """A tree being compared could not be read, or changed while it was read."""

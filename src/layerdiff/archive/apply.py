@@ -156,7 +156,9 @@ class Applier:
             return
         replaces_whiteout = False
         if hdr.typeflag == tarstream.PAX_GLOBAL:
-            self.root.remove_all(path)  # containerd replaces the path, then ignores the entry
+            self._remove(path, hdr)  # containerd replaces the path, then ignores the entry
+            self.unpacked.add(path)
+            return
         try:
             # Optimistic: most paths are new, so create first and look only on EEXIST
             # (one lstat per entry saved); the outcome is containerd's lstat-then-replace.
@@ -191,14 +193,22 @@ class Applier:
             return fast
         return self.root.resolve(name, self.lookup)
 
-    def _lower_has_dir(self, path: str) -> bool:
+    def _lower_entry(self, path: str) -> os.stat_result | None:
+        """What the lower layers alone show at ``path`` (``None`` if nothing)."""
         if self.overlay is None:
-            return False
+            return None
         try:
             found = self.overlay.lookup(path, lowers_only=True)
-        except NotADirectoryError:
-            return False
-        return found is not None and stat.S_ISDIR(found[1].st_mode)
+        except OSError:  # a parent that is not a directory: nothing can be there
+            return None
+        return None if found is None else found[1]
+
+    def _lower_has(self, path: str) -> bool:
+        return self._lower_entry(path) is not None
+
+    def _lower_has_dir(self, path: str) -> bool:
+        st = self._lower_entry(path)
+        return st is not None and stat.S_ISDIR(st.st_mode)
 
     # -- parents -----------------------------------------------------------------------
 
@@ -304,11 +314,15 @@ class Applier:
             if path not in self.unpacked:
                 self._remove_not_unpacked(path)
             return
-        if self.overlay is None:
-            self.root.remove_all(path)
-            return
+        self._remove(path, hdr)
+
+    def _remove(self, path: str, hdr: TarHeader) -> None:
+        """Make ``path`` absent, in this layer's form (a whiteout in overlay mode)."""
         self.root.remove_all(path)
-        self._make_whiteout(path, hdr.uid, hdr.gid)
+        if self.overlay is not None and self._lower_has(path):
+            # Only where a lower layer has the path: in a directory that no lower layer
+            # has, overlayfs would list the whiteout itself as an unreadable entry.
+            self._make_whiteout(path, hdr.uid, hdr.gid)
 
     def _created_here(self, path: str) -> bool:
         prefix = path + "/"
@@ -350,8 +364,6 @@ class Applier:
         elif flag == tarstream.LINK:
             self._hardlink(hdr, path)
             self._finish_by_name(hdr, path, chmod=True)
-        elif flag == tarstream.PAX_GLOBAL:
-            log.debug("PAX global extended header found and ignored")
         else:
             raise UnsupportedError(f"unhandled tar header type {ord(flag)}")
 
@@ -521,5 +533,5 @@ def _copy_xattrs(source: str, fd: int) -> None:
 
 def _target_error(name: str, err: OSError) -> TargetError:
     reason = err.strerror or str(err)
-    where = f" ({err.filename})" if err.filename and err.filename != name else ""
+    where = f" ({err.filename!r})" if err.filename and err.filename != name else ""
     return TargetError(f"tar entry {name!r}: {reason}{where}")

@@ -77,6 +77,20 @@ def _openat2_beneath(dirfd: int, path: str) -> int:
     return fd
 
 
+def in_resolved_parent(rel: str, lookup: rootpath.Lookup, links: rootpath.LinkCount) -> str:
+    """``rel`` with the symlinks before its last name followed, inside the root.
+
+    continuity's walk ``lstat``s paths whose parent may still hold a symlink (a link's
+    target that passes through another link) and lets the kernel follow it. The kernel
+    would follow it on the host; this follows it inside the root, as every other link,
+    counting towards the same limit as the enclosing resolution (links that expand
+    exponentially would otherwise take exponential time).
+    """
+    parent, _, name = rel.rpartition("/")
+    real_parent = rootpath.root_path(parent, lookup, links)
+    return f"{real_parent}/{name}" if real_parent else name
+
+
 def is_whiteout(st: os.stat_result) -> bool:
     """Whether ``st`` is an overlayfs whiteout: a character device 0/0."""
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
@@ -92,6 +106,8 @@ class FsRoot:
         self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._dir_fds: dict[str, int] = {"": self.fd}
         self._known_dirs: set[str] = {""}
+        #: Links followed by the resolution in progress (see ``in_resolved_parent``).
+        self.links = rootpath.LinkCount()
 
     def close(self) -> None:
         """Close every fd this root holds."""
@@ -159,7 +175,13 @@ class FsRoot:
         rel = abs_path[1:]
         if rel in self._known_dirs:
             return None
-        st = self.lstat(rel)
+        try:
+            st = self.lstat(rel)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+            rel = in_resolved_parent(rel, self.lookup_symlink, self.links)
+            st = self.lstat(rel)
         if st is None or not stat.S_ISLNK(st.st_mode):
             return None
         return self.readlink(rel)
@@ -176,7 +198,8 @@ class FsRoot:
         """
         if path in self._known_dirs:
             return path
-        return rootpath.root_path(path, lookup or self.lookup_symlink)
+        self.links = rootpath.LinkCount()
+        return rootpath.root_path(path, lookup or self.lookup_symlink, self.links)
 
     def listdir(self, rel: str) -> list[str]:
         """The names in directory ``rel``, sorted as Go's ``filepath.Walk`` visits them."""

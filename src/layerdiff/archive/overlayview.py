@@ -18,7 +18,7 @@ import errno
 import os
 import stat
 
-from layerdiff.archive.fsroot import FsRoot, is_whiteout
+from layerdiff.archive.fsroot import FsRoot, in_resolved_parent, is_whiteout
 
 #: Layer index of the upperdir in lookup results; lowerdirs are 0, 1, ... nearest first.
 UPPER = -1
@@ -63,7 +63,8 @@ class OverlayView:
         """The layer and ``lstat`` of ``rel`` in the merged view; ``None`` if absent.
 
         Raises ``NotADirectoryError`` when a parent of ``rel`` is not a directory, as an
-        ``lstat`` through a plain tree would. ``lowers_only`` ignores the upperdir.
+        ``lstat`` through a plain tree would, and ``OSError(ELOOP)`` when it is a symlink.
+        ``lowers_only`` ignores the upperdir.
         """
         layers = list(range(len(self.lowers)))
         if not lowers_only:
@@ -94,6 +95,8 @@ class OverlayView:
                 return None
             if depth == len(parts) - 1:
                 return found
+            if stat.S_ISLNK(found[1].st_mode):
+                raise OSError(errno.ELOOP, "a symlink before the last name", rel)
             if not stat.S_ISDIR(found[1].st_mode):
                 raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), rel)
             layers = below
@@ -104,7 +107,13 @@ class OverlayView:
         rel = abs_path[1:]
         if self.upper.is_known_dir(rel):
             return None
-        found = self.lookup(rel)
+        try:
+            found = self.lookup(rel)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+            rel = in_resolved_parent(rel, self.lookup_symlink, self.upper.links)
+            found = self.lookup(rel)
         if found is None or not stat.S_ISLNK(found[1].st_mode):
             return None
         layer, _ = found

@@ -64,13 +64,24 @@ def dirname(path: str) -> str:
     return clean(split(path)[0])
 
 
+class LinkCount:
+    """Links followed so far; shared by nested resolutions so that they add up."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 class _Walker:
-    def __init__(self, lookup: Lookup) -> None:
+    def __init__(self, lookup: Lookup, links: LinkCount) -> None:
         self.lookup = lookup
-        self.links = 0
+        self.count = links
+
+    @property
+    def links(self) -> int:
+        return self.count.value
 
     def walk_link(self, path: str) -> tuple[str, bool]:
-        if self.links > MAX_LINKS:
+        if self.count.value > MAX_LINKS:
             raise InvalidLayerError("too many levels of symbolic links")
         path = join("/", path)
         if path == "/":
@@ -80,7 +91,7 @@ class _Walker:
             return path, False
         if not target.startswith("/"):
             target = join(dirname(path), target)
-        self.links += 1
+        self.count.value += 1
         return target, True
 
     def walk_links(self, path: str) -> str:
@@ -95,11 +106,14 @@ class _Walker:
         return current
 
 
-def root_path(path: str, lookup: Lookup) -> str:
-    """Resolve ``path`` inside the root; return it relative to the root (``""`` = root)."""
+def root_path(path: str, lookup: Lookup, links: LinkCount | None = None) -> str:
+    """Resolve ``path`` inside the root; return it relative to the root (``""`` = root).
+
+    ``links`` carries the count of links already followed by an enclosing resolution.
+    """
     if not path:
         return ""
-    walker = _Walker(lookup)
+    walker = _Walker(lookup, links or LinkCount())
     while True:
         before = walker.links
         path = walker.walk_links(path)

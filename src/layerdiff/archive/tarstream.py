@@ -165,10 +165,8 @@ class TarReader:
             self._remaining = 0
             if self._pad:
                 pad = self._src.read(self._pad)
-                if not pad:
-                    return None  # Go's tryReadFull: a clean end before padding is an end
                 if len(pad) < self._pad:
-                    raise TruncatedError("truncated tar: the stream ends inside padding")
+                    return None  # Go's tryReadFull: the stream may end inside padding
                 self._pad = 0
             hdr = self._read_header()
             if hdr is None:
@@ -399,10 +397,16 @@ def _go_parse_int(text: str | bytes) -> int | None:
     """``strconv.ParseInt(text, 10, 64)``: optional sign, decimal digits, no spaces."""
     if isinstance(text, str):
         text = text.encode("utf-8", "surrogateescape")
-    digits = text[1:] if text[:1] in (b"+", b"-") else text
+    sign = text[:1] if text[:1] in (b"+", b"-") else b""
+    digits = text[len(sign) :]
     if not digits or digits.translate(None, _DECIMAL_DIGITS):
         return None
-    value = int(text)
+    # Leading zeros are fine; more than 19 digits after them cannot fit an int64 (and
+    # Python refuses to convert strings of thousands of digits).
+    digits = digits.lstrip(b"0") or b"0"
+    if len(digits) > 19:
+        return None
+    value = int(sign + digits)
     if not -(1 << 63) <= value < (1 << 63):
         return None
     return value
