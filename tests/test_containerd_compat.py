@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from layerdiff import ApplyOptions, LayerdiffError, WhiteoutMode, apply_layer
+from layerdiff import LayerdiffError, apply_layer
 from layerdiff.archive import rootpath
 from layerdiff.archive.tarstream import ChunkReader, TarReader
 from layerdiff.compression import decompressed_chunks
 from tests.support.containerd import Containerd, ContainerdUnpackError
-from tests.support.layers import gzip, layer, zstd
+from tests.support.layers import apply_overlay_stack, gzip, layer, zstd
 from tests.support.tree import EntryInfo, diff_trees, merged_view, snapshot_tree
 
 pytestmark = [pytest.mark.containerd, pytest.mark.root]
@@ -276,21 +276,6 @@ def _apply_naive(layers: list[bytes], dest: Path) -> list[dict[str, EntryInfo]]:
     return trees
 
 
-def _apply_overlay(layers: list[bytes], base: Path) -> list[Path]:
-    uppers: list[Path] = []
-    for i, blob in enumerate(layers):
-        upper = base / f"upper{i}"
-        upper.mkdir()
-        options = ApplyOptions()
-        if uppers:
-            options = ApplyOptions(
-                mode=WhiteoutMode.OVERLAY, parents=[str(u) for u in reversed(uppers)]
-            )
-        apply_layer(io.BytesIO(blob), upper, options)
-        uppers.append(upper)
-    return uppers
-
-
 @pytest.mark.parametrize(("layers", "note"), CASES.values(), ids=CASES.keys())
 def test_naive_mode_matches_containerd_native_snapshotter(
     containerd: Containerd, layers: list[bytes], note: str, tmp_path: Path
@@ -323,7 +308,7 @@ def test_overlay_mode_matches_containerd_overlayfs_snapshotter(
     if note == OVERLAY_DEVIATES:
         # containerd's overlay form is wrong here: the merged view must equal its naive tree.
         naive = containerd.unpack(layers, "native")[-1]
-        uppers = _apply_overlay(layers, tmp_path)
+        uppers = apply_overlay_stack(layers, tmp_path)
         with merged_view(uppers) as merged:
             naive_tree, merged_tree = snapshot_tree(naive), snapshot_tree(merged)
         assert diff_trees(naive_tree, merged_tree, ignore_dir_mtimes=True) == []
@@ -332,9 +317,9 @@ def test_overlay_mode_matches_containerd_overlayfs_snapshotter(
         theirs = containerd.unpack(layers, "overlayfs")
     except ContainerdUnpackError:
         with pytest.raises(LayerdiffError):
-            _apply_overlay(layers, tmp_path)
+            apply_overlay_stack(layers, tmp_path)
         return
-    ours = _apply_overlay(layers, tmp_path)
+    ours = apply_overlay_stack(layers, tmp_path)
     for i, (our_dir, their_dir) in enumerate(zip(ours, theirs, strict=True)):
         listed = _entry_names(layers[i])
         their_tree, our_tree = snapshot_tree(their_dir), snapshot_tree(our_dir)

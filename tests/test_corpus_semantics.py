@@ -25,6 +25,7 @@ from layerdiff import ApplyOptions, Descriptor, LayerdiffError, WhiteoutMode, ap
 from tests.support import corpus, ocilayout
 from tests.support.containerd import Containerd, ContainerdUnpackError
 from tests.support.corpus import BASE, BASE256_MTIME, PLACEHOLDER_OUTSIDE
+from tests.support.layers import apply_overlay_stack
 from tests.support.tarbuild import BLOCK, DEFAULT_MTIME, dir_, layer, opaque, reg, whiteout
 from tests.support.tree import diff_trees, merged_view, snapshot_tree
 
@@ -669,19 +670,7 @@ OK_CASES = [case for case in corpus.CASES if case.expect == "ok"]
 def test_overlay_form_shows_the_naive_tree(name: str, tmp_path: Path) -> None:
     layers = corpus.get(name).layers
     naive = apply_layers(layers, tmp_path / "naive")
-    uppers: list[Path] = []
-    for i, blob in enumerate(layers):
-        upper = tmp_path / f"upper{i}"
-        upper.mkdir()
-        # containerd's overlay snapshotter hands the first layer over as a bind mount,
-        # so it is applied naively; later ones go into upperdirs over the earlier ones.
-        options = ApplyOptions()
-        if uppers:
-            options = ApplyOptions(
-                mode=WhiteoutMode.OVERLAY, parents=tuple(str(u) for u in reversed(uppers))
-            )
-        apply_layer(io.BytesIO(blob), upper, options)
-        uppers.append(upper)
+    uppers = apply_overlay_stack(layers, tmp_path)
     expected = snapshot_tree(naive)
     with merged_view(uppers) as merged:
         actual = snapshot_tree(merged)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from layerdiff import ApplyOptions, WhiteoutMode, apply_layer
+from tests.support.layers import apply_overlay_stack
 from tests.support.tree import diff_trees, merged_view, snapshot_tree
 
 pytestmark = [
@@ -96,17 +97,7 @@ def test_merged_overlay_view_equals_naive_result(layers: list[bytes], tmp_path: 
     for layer in layers:
         apply_layer(io.BytesIO(layer), naive)
 
-    uppers: list[Path] = []
-    for i, layer in enumerate(layers):
-        upper = tmp_path / f"upper{i}"
-        upper.mkdir()
-        if i == 0:
-            apply_layer(io.BytesIO(layer), upper)
-        else:
-            parents = [str(p) for p in reversed(uppers)]
-            options = ApplyOptions(mode=WhiteoutMode.OVERLAY, parents=parents)
-            apply_layer(io.BytesIO(layer), upper, options)
-        uppers.append(upper)
+    uppers = apply_overlay_stack(layers, tmp_path)
 
     with merged_view(uppers) as merged:
         assert diff_trees(snapshot_tree(naive), snapshot_tree(merged), ignore_dir_mtimes=True) == []

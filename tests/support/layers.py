@@ -11,9 +11,13 @@ from __future__ import annotations
 import gzip as _gzip
 import io
 import tarfile
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from backports import zstd as _zstd
+
+from layerdiff import ApplyOptions, WhiteoutMode, apply_layer
 
 Entry = tuple[str, str] | tuple[str, str, dict[str, Any]]
 
@@ -57,3 +61,23 @@ def gzip(data: bytes) -> bytes:
 def zstd(data: bytes) -> bytes:
     """``data`` zstd-compressed."""
     return _zstd.compress(data)
+
+
+def apply_overlay_stack(layers: Sequence[bytes], base: Path) -> list[Path]:
+    """Apply ``layers`` as containerd's overlayfs snapshotter has them applied.
+
+    The first layer goes naively into its own directory (the snapshotter hands it over
+    as a bind mount); each next one into a fresh upperdir in overlay mode, with the
+    earlier ones as its parents, nearest first. Returns the directories, bottom first.
+    """
+    uppers: list[Path] = []
+    for i, blob in enumerate(layers):
+        upper = base / f"upper{i}"
+        upper.mkdir()
+        options = ApplyOptions()
+        if uppers:
+            parents = tuple(str(u) for u in reversed(uppers))
+            options = ApplyOptions(mode=WhiteoutMode.OVERLAY, parents=parents)
+        apply_layer(io.BytesIO(blob), upper, options)
+        uppers.append(upper)
+    return uppers
