@@ -111,6 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:  # e.g. standard output closed, or the layer unreadable
         print(f"layerdiff: error: {err.strerror or err}", file=sys.stderr)
         return EXIT_FAILED
+    except Exception as err:  # a bug: still one line, the traceback with --verbose
+        if args.verbose:
+            raise
+        print(f"layerdiff: internal error: {type(err).__name__}: {err!r}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("layerdiff: interrupted", file=sys.stderr)
         return 130

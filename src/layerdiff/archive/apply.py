@@ -233,10 +233,17 @@ class Applier:
             below = self.overlay.lookup(path, lowers_only=False)
             if below is not None and not stat.S_ISDIR(below[1].st_mode):
                 raise NotADirectoryError(errno.ENOTDIR, "parent is not a directory", path)
+        # containerd recurses up to the first existing ancestor; a loop, so that a name
+        # of thousands of components cannot exhaust Python's stack.
+        missing = [path]
         up = path.rpartition("/")[0]
-        if up:
-            self._mkparent(up)
-        self._mkparent_create(path, copy_from_parents=True)
+        while up and not self.root.is_known_dir(up) and self.root.lstat(up) is None:
+            missing.append(up)
+            up = up.rpartition("/")[0]
+        if up and not self.root.is_known_dir(up):
+            self._mkparent(up)  # exists: checks it is a directory (or a whiteout to replace)
+        for directory in reversed(missing):
+            self._mkparent_create(directory, copy_from_parents=True)
 
     def _mkparent_create(self, path: str, *, copy_from_parents: bool) -> None:
         try:

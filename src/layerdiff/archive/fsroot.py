@@ -243,7 +243,11 @@ class FsRoot:
             return
         fd, name = self._parent(rel)
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=fd)
+            try:
+                shutil.rmtree(name, dir_fd=fd)
+            except RecursionError:  # Python 3.11's rmtree recurses once per level
+                too_deep = "directory tree too deep to remove"
+                raise OSError(errno.ENAMETOOLONG, too_deep, rel) from None
         else:
             os.unlink(name, dir_fd=fd)
 
