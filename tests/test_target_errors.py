@@ -72,14 +72,23 @@ def test_permission_denied_names_the_entry(tmp_path: Path) -> None:
     assert "'f'" in str(caught.value) and "Permission denied" in str(caught.value)
 
 
-def test_thousands_of_missing_parents_are_created(tmp_path: Path) -> None:
+@pytest.fixture
+def deep_root(tmp_path: Path) -> Iterator[Path]:
+    """A target whose deep trees are removed by rm(1): pytest's own cleanup recurses."""
+    root = tmp_path / "deep"
+    root.mkdir()
+    yield root
+    subprocess.run(["rm", "-rf", str(root)], check=True)
+
+
+def test_thousands_of_missing_parents_are_created(deep_root: Path) -> None:
     name = "/".join(["a"] * 1800) + "/f"  # beyond Python's recursion limit, within PATH_MAX
-    apply_layer(io.BytesIO(layer(("file", name, {"data": b"deep"}))), tmp_path)
-    assert (tmp_path / name).read_bytes() == b"deep"
+    apply_layer(io.BytesIO(layer(("file", name, {"data": b"deep"}))), deep_root)
+    assert (deep_root / name).read_bytes() == b"deep"
 
 
-def test_a_tree_too_deep_to_remove_is_a_clear_error(tmp_path: Path) -> None:
+def test_a_tree_too_deep_to_remove_is_a_clear_error(deep_root: Path) -> None:
     name = "/".join(["b"] * 1200) + "/f"
     deep_then_gone = layer(("file", name, {"data": b"x"}), ("file", ".wh.b"))
     with pytest.raises(TargetError, match="too deep to remove"):
-        apply_layer(io.BytesIO(deep_then_gone), tmp_path)
+        apply_layer(io.BytesIO(deep_then_gone), deep_root)
