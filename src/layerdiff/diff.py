@@ -1,4 +1,4 @@
-"""The diff subsystem's interfaces: options for applying layers.
+"""The diff subsystem's interfaces: options for applying and for computing layers.
 
 Mirrors containerd's ``diff/diff.go``: what an applier is asked to do, independent of
 where the bytes come from or how they reach it.
@@ -10,6 +10,8 @@ import enum
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from layerdiff.compression import Compression
 
 
 class WhiteoutMode(enum.Enum):
@@ -44,3 +46,25 @@ class ApplyOptions:
     parents: Sequence[str | os.PathLike[str]] = field(default_factory=tuple)
     strict_oci: bool = False
     same_owner: bool | None = None
+
+
+@dataclass(frozen=True)
+class DiffOptions:
+    """What a diff writes, and how it finds the changes.
+
+    ``compression`` and ``level``: gzip (the default, as containerd), zstd or none; see
+    ``layerdiff.compression.StreamCompressor`` for the levels.
+
+    ``source_date_epoch`` (seconds): modification times after it are written as it, for
+    reproducible layers (containerd 2.x's ``WithSourceDateEpoch``).
+
+    ``upper_overlay``: the upper directory is an overlayfs upperdir and the lower ones its
+    lowerdirs, nearest first; the changes are read from the upperdir alone.
+    ``userxattr``: that overlay keeps its markers in ``user.overlay.*`` xattrs.
+    """
+
+    compression: Compression = Compression.GZIP
+    level: int | None = None
+    source_date_epoch: int | None = None
+    upper_overlay: bool = False
+    userxattr: bool = False
