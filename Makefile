@@ -22,7 +22,7 @@ example: setup
 	find $(EXAMPLE_DEST) | sort
 
 lint: setup
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 
 test: lint
