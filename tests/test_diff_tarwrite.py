@@ -8,13 +8,9 @@ import tarfile
 
 import pytest
 
-from layerdiff.archive.tarstream import ChunkReader, TarHeader, TarReader
+from layerdiff.archive.tarstream import DIR, LINK, REG, SYMLINK, ChunkReader, TarHeader, TarReader
 from layerdiff.archive.tarwrite import (
-    DIR,
     END_OF_ARCHIVE,
-    LINK,
-    REG,
-    SYMLINK,
     TarEntry,
     TarWriter,
     encode_header,

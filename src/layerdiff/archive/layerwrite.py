@@ -29,17 +29,8 @@ import stat
 from collections.abc import Iterable
 
 from layerdiff.archive.changes import Change, ChangeKind, Tree
-from layerdiff.archive.tarwrite import (
-    BLOCKDEV,
-    CHAR,
-    DIR,
-    FIFO,
-    LINK,
-    REG,
-    SYMLINK,
-    TarEntry,
-    TarWriter,
-)
+from layerdiff.archive.tarstream import BLOCKDEV, CHAR, DIR, FIFO, LINK, REG, SYMLINK
+from layerdiff.archive.tarwrite import TarEntry, TarWriter
 from layerdiff.archive.whiteout import OPAQUE_MARKER, WHITEOUT_PREFIX
 from layerdiff.errors import UnsupportedError
 

@@ -36,7 +36,7 @@ GNU_LONGLINK = "K"  # TypeGNULongLink
 GNU_SPARSE = "S"  # TypeGNUSparse
 
 #: Types whose size field does not announce data blocks (Go's isHeaderOnlyType).
-_HEADER_ONLY = frozenset({LINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO})
+HEADER_ONLY_TYPES = frozenset({LINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO})
 
 #: Go's maxSpecialFileSize: the largest PAX or GNU long-name record it reads.
 MAX_SPECIAL_FILE_SIZE = 1 << 20
@@ -75,7 +75,7 @@ class TarHeader:
     @property
     def data_size(self) -> int:
         """How many bytes of data follow this header in the stream."""
-        return 0 if self.typeflag in _HEADER_ONLY else self.size
+        return 0 if self.typeflag in HEADER_ONLY_TYPES else self.size
 
     def xattrs(self) -> Iterator[tuple[str, bytes]]:
         """The ``SCHILY.xattr.*`` records, as (name, value) pairs."""

@@ -15,22 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from layerdiff.archive.tarstream import BLOCK, HEADER_ONLY_TYPES, PAX_HEADER
 from layerdiff.errors import TreeReadError, UnsupportedError
 
-BLOCK = 512
 END_OF_ARCHIVE = bytes(2 * BLOCK)
 
-REG = b"0"
-LINK = b"1"
-SYMLINK = b"2"
-CHAR = b"3"
-BLOCKDEV = b"4"
-DIR = b"5"
-FIFO = b"6"
-_PAX_HEADER = b"x"
-
-#: Types whose size field announces no data (Go's isHeaderOnlyType).
-_HEADER_ONLY = frozenset({LINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO})
 
 _NAME_SIZE = 100
 _PREFIX_SIZE = 155
@@ -45,7 +34,7 @@ class TarEntry:
     """One tar entry to write; names are file-system names (``surrogateescape`` str)."""
 
     name: str
-    typeflag: bytes
+    typeflag: str  # one of tarstream's type flags
     mode: int = 0
     uid: int = 0
     gid: int = 0
@@ -59,7 +48,7 @@ class TarEntry:
     @property
     def data_size(self) -> int:
         """How many data bytes follow the header."""
-        return 0 if self.typeflag in _HEADER_ONLY else self.size
+        return 0 if self.typeflag in HEADER_ONLY_TYPES else self.size
 
 
 def _fits_octal(width: int, value: int) -> bool:
@@ -203,7 +192,7 @@ def encode_header(entry: TarEntry) -> bytes:
     pax[116:124] = _octal(8, 0)
     pax[124:136] = _octal(12, len(data))
     pax[136:148] = _octal(12, 0)
-    pax[156:157] = _PAX_HEADER
+    pax[156:157] = PAX_HEADER.encode("ascii")
     pax[257:265] = _USTAR_MAGIC
     main = _main_block(entry, name, linkname)
     return _checksummed(pax) + data + bytes(_pad(len(data))) + _checksummed(main)
@@ -219,7 +208,7 @@ def _main_block(entry: TarEntry, name: bytes, linkname: bytes) -> bytearray:
     block[116:124] = _octal(8, entry.gid)
     block[124:136] = _octal(12, entry.size)
     block[136:148] = _octal(12, entry.mtime_ns // _NS)
-    block[156:157] = entry.typeflag
+    block[156:157] = entry.typeflag.encode("ascii")
     link_field = _text(100, linkname)
     block[157 : 157 + len(link_field)] = link_field
     block[257:265] = _USTAR_MAGIC
