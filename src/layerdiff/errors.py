@@ -45,3 +45,24 @@ class TargetError(LayerdiffError):
 
 class TreeReadError(LayerdiffError):
     """A tree being compared could not be read, or changed while it was read."""
+
+
+class AlreadyExistsError(LayerdiffError):
+    """What the caller wants to create exists already (a committed blob, a label)."""
+
+
+class FailedPreconditionError(LayerdiffError):
+    """The state does not allow the operation (a commit whose size or digest is not the
+    expected one, a closed writer)."""
+
+
+class UnavailableError(LayerdiffError):
+    """The resource is busy right now (an ingest ref another writer holds); retry later."""
+
+
+class CanceledError(LayerdiffError):
+    """The caller cancelled the operation; the work was stopped and cleaned up."""
+
+
+class DeadlineExceededError(LayerdiffError):
+    """The operation ran past its time limit; the work was stopped and cleaned up."""
