@@ -18,7 +18,8 @@ from backports import zstd
 
 from layerdiff import DiffOptions, diff_trees
 from layerdiff.archive.changes import Tree
-from layerdiff.cli import _split_lowerdirs, main
+from layerdiff.cli import main
+from layerdiff.cli.diff_cmd import split_lowerdirs
 from layerdiff.compression import Compression
 from layerdiff.errors import InvalidArgumentError, TreeReadError
 
@@ -163,10 +164,10 @@ def test_source_date_epoch_comes_from_the_environment_too(trees: tuple[Path, Pat
 
 
 def test_lowerdirs_are_given_as_overlay_does() -> None:
-    assert _split_lowerdirs("/a:/b") == ["/a", "/b"]
-    assert _split_lowerdirs(r"/with\:colon:/b\\c") == ["/with:colon", r"/b\c"]
+    assert split_lowerdirs("/a:/b") == ["/a", "/b"]
+    assert split_lowerdirs(r"/with\:colon:/b\\c") == ["/with:colon", r"/b\c"]
     with pytest.raises(InvalidArgumentError, match="empty directory name"):
-        _split_lowerdirs("/a::/b")
+        split_lowerdirs("/a::/b")
 
 
 def test_upper_overlay_on_the_command_line(tmp_path: Path) -> None:

@@ -17,19 +17,19 @@ from typing import BinaryIO
 from layerdiff.archive.apply import Applier
 from layerdiff.archive.fsroot import FsRoot
 from layerdiff.archive.tarstream import ChunkReader, TarReader
-from layerdiff.compression import decompressed_chunks
+from layerdiff.compression import Readable, decompressed_chunks
 from layerdiff.diff import ApplyOptions
 from layerdiff.errors import InvalidArgumentError, NotFoundError, SourceError, TargetError
 from layerdiff.oci import MEDIA_TYPE_LAYER, Descriptor
 from layerdiff.pipeline import Prefetcher
 
-Source = str | os.PathLike[str] | BinaryIO
+Source = str | os.PathLike[str] | BinaryIO | Readable
 
 
 class _ReadErrors:
     """Reports the source's own I/O errors as ``SourceError`` (not the target's fault)."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: Readable) -> None:
         self._raw = raw
 
     def read(self, size: int = -1, /) -> bytes:
@@ -57,7 +57,7 @@ class _Digester:
 def apply_layer(
     source: Source, dest: str | os.PathLike[str], options: ApplyOptions | None = None
 ) -> Descriptor:
-    """Apply the layer read from ``source`` (a path or a binary stream) onto ``dest``.
+    """Apply the layer read from ``source`` (a path or anything with ``read``) onto ``dest``.
 
     The compression (gzip, zstd or none) is detected from the first bytes. Raises a
     ``LayerdiffError`` subclass on any failure; see ``layerdiff.errors``.
@@ -88,7 +88,7 @@ def _check_dest(dest: str | os.PathLike[str]) -> None:
         raise InvalidArgumentError(f"target {os.fspath(dest)!r} is not a directory")
 
 
-def _open_source(source: Source, stack: contextlib.ExitStack) -> BinaryIO:
+def _open_source(source: Source, stack: contextlib.ExitStack) -> Readable:
     if isinstance(source, (str, os.PathLike)):
         try:
             return stack.enter_context(open(source, "rb"))

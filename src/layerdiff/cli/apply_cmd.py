@@ -1,0 +1,94 @@
+"""``layerdiff apply``: stream a layer onto a directory."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import BinaryIO
+
+from layerdiff.applier import apply_layer
+from layerdiff.cli.output import EXIT_OK, print_descriptor
+from layerdiff.compression import Readable
+from layerdiff.content import LocalStore
+from layerdiff.content.ingest import VerifiedReader
+from layerdiff.diff import ApplyOptions, WhiteoutMode
+
+EXAMPLES = """\
+examples:
+  layerdiff apply layer.tar.gz rootfs/
+  curl -s URL | layerdiff apply --json - rootfs/
+  layerdiff apply --mode overlay --parent lower1 --parent lower2 layer.tar.zst upper/
+  layerdiff apply --store /var/lib/containerd/io.containerd.content.v1.content sha256:… rootfs/
+"""
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``apply`` command."""
+    apply = commands.add_parser(
+        "apply",
+        help="apply a layer (tar, tar+gzip or tar+zstd) onto a directory",
+        description="Apply a layer onto DEST and print the applied descriptor.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    apply.set_defaults(run=run)
+    apply.add_argument(
+        "layer",
+        metavar="LAYER",
+        help="layer file, - for standard input, or with --store the blob's digest",
+    )
+    apply.add_argument("dest", metavar="DEST", help="directory to apply the layer onto")
+    apply.add_argument(
+        "--store",
+        metavar="DIR",
+        help="read LAYER by digest from this content store (containerd's layout); "
+        "the blob's digest is checked as it is read",
+    )
+    apply.add_argument(
+        "--mode",
+        choices=[m.value for m in WhiteoutMode],
+        default=WhiteoutMode.NAIVE.value,
+        help="naive: whiteouts delete; overlay: DEST is an overlayfs upperdir; "
+        "aufs: DEST is an aufs branch (default: naive)",
+    )
+    apply.add_argument(
+        "--userxattr",
+        action="store_true",
+        help="overlay mode: mark opaque directories with user.overlay.opaque",
+    )
+    apply.add_argument(
+        "--parent",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a lower directory (repeat, nearest first) for parent metadata and lookups",
+    )
+    apply.add_argument(
+        "--strict-oci",
+        action="store_true",
+        help="follow the OCI image-spec where containerd 1.7 differs (see docs/semantics.md)",
+    )
+    apply.add_argument("--json", action="store_true", help="print the descriptor as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Apply the layer the arguments name."""
+    options = ApplyOptions(
+        mode=WhiteoutMode(args.mode),
+        userxattr=args.userxattr,
+        parents=tuple(args.parent),
+        strict_oci=args.strict_oci,
+    )
+    with contextlib.ExitStack() as stack:
+        source: str | BinaryIO | Readable
+        if args.store:
+            store = stack.enter_context(LocalStore(args.store))
+            reader = store.reader(args.layer)
+            stack.callback(reader.close)
+            source = VerifiedReader(reader, args.layer, reader.size)
+        else:
+            source = sys.stdin.buffer if args.layer == "-" else args.layer
+        desc = apply_layer(source, args.dest, options)
+    print_descriptor(desc, args.json)
+    return EXIT_OK
