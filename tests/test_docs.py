@@ -39,7 +39,9 @@ def test_console_examples_print_what_they_show(doc: str, session: str, tmp_path:
     i = 0
     while i < len(lines):
         assert lines[i].startswith("$ "), f"{doc}: expected a command, got {lines[i]!r}"
-        command = lines[i][2:].replace("/tmp/rootfs", str(tmp_path / "rootfs"))
+        command = lines[i][2:]
+        for scratch in ("/tmp/rootfs", "/tmp/store"):  # each example gets its own
+            command = command.replace(scratch, str(tmp_path / scratch[len("/tmp/") :]))
         expected = []
         i += 1
         while i < len(lines) and not lines[i].startswith("$ "):

@@ -137,7 +137,10 @@ def run_ingest(args: argparse.Namespace) -> int:
                     store, args.ref, source, size=args.expected_size,
                     digest=args.expected_digest, labels=labels,
                 )
-    _print_info(info, args.json)
+    if args.json:
+        print_json(_info_json(info))
+    else:
+        print(f"{info.digest} {info.size}")
     return EXIT_OK
 
 
