@@ -58,24 +58,36 @@ def commit_layer(
     ref: str | None = None,
     labels: Mapping[str, str] | None = None,
 ) -> Descriptor:
-    """Have ``produce`` write a layer into a new ingest, then commit it with its
-    ``containerd.io/uncompressed`` label (as containerd's walking differ does). On failure
-    the ingest is aborted: nothing half-written is left, visible or not."""
+    """Have ``produce`` write a layer into an ingest, then commit it with its
+    ``containerd.io/uncompressed`` label, as containerd's walking differ does: a given
+    ``ref`` is truncated first; a fresh one (``ref=None``) is aborted on failure, so that
+    nothing half-written is left, visible or not. A layer committed before is not written
+    again; it gets the uncompressed label if it lacked it."""
+    fresh = ref is None
     ref = ref or unique_ref("layerdiff-diff")
     writer = store.writer(ref)
     try:
+        if writer.offset:
+            writer.truncate()
         desc = produce(writer)
         all_labels = dict(labels or {})
-        if LABEL_UNCOMPRESSED in desc.annotations:
-            all_labels[LABEL_UNCOMPRESSED] = desc.annotations[LABEL_UNCOMPRESSED]
-        # AlreadyExists: the same layer was committed before, and that blob is this one.
-        with contextlib.suppress(AlreadyExistsError):
+        uncompressed = desc.annotations.get(LABEL_UNCOMPRESSED)
+        if uncompressed:
+            all_labels[LABEL_UNCOMPRESSED] = uncompressed
+        try:
             writer.commit(desc.size, desc.digest, all_labels)
+        except AlreadyExistsError:
+            info = store.info(desc.digest)
+            if uncompressed and LABEL_UNCOMPRESSED not in info.labels:
+                labelled = Info(info.digest, info.size, info.created_at, info.updated_at,
+                                {LABEL_UNCOMPRESSED: uncompressed})
+                store.update(labelled, [f"labels.{LABEL_UNCOMPRESSED}"])
         return desc
     except BaseException:
         writer.close()
-        with contextlib.suppress(LayerdiffError):
-            store.abort(ref)
+        if fresh:
+            with contextlib.suppress(LayerdiffError):
+                store.abort(ref)
         raise
 
 
