@@ -23,6 +23,11 @@ class UnsupportedError(LayerdiffError):
     """The input is well formed but uses something layerdiff does not handle."""
 
 
+class NotHandledError(UnsupportedError):
+    """This differ cannot take the request at all (its media type, its mounts), before
+    touching anything: another differ may. Raised only before any work is done."""
+
+
 class UnsupportedCompressionError(UnsupportedError):
     """The layer is compressed with a format other than gzip or zstd."""
 
