@@ -73,6 +73,20 @@ _DISABLED_PLUGINS = [
     "io.containerd.streaming.v1.manager",
     "io.containerd.grpc.v1.streaming",
 ]
+# What ``ctr run`` needs on top of an unpack: runtimes, shims, tasks.
+_TASK_PLUGINS = {
+    "io.containerd.runtime.v1.linux",
+    "io.containerd.runtime.v2.task",
+    "io.containerd.runtime.v2.shim",
+    "io.containerd.monitor.v1.cgroups",
+    "io.containerd.service.v1.tasks-service",
+    "io.containerd.grpc.v1.tasks",
+    "io.containerd.internal.v1.restart",
+    "io.containerd.sandbox.store.v1.local",
+    "io.containerd.sandbox.controller.v1.local",
+    "io.containerd.streaming.v1.manager",
+    "io.containerd.grpc.v1.streaming",
+}
 # containerd refuses to start without these, rather than failing later in an unpack.
 _REQUIRED_PLUGINS = [
     "io.containerd.snapshotter.v1.native",
@@ -135,8 +149,14 @@ def _mount_points() -> list[str]:
 class Containerd:
     """One private containerd daemon; a context manager (or call start() and stop())."""
 
-    def __init__(self, bindir: Path | None = None) -> None:
+    def __init__(
+        self, bindir: Path | None = None, *, extra_config: str = "", tasks: bool = False
+    ) -> None:
+        """``extra_config`` is TOML appended to the daemon's config; ``tasks`` keeps the
+        plugins that ``ctr run`` needs (runtimes, shims; runc from .ci/fetch-containerd)."""
         self.bindir = bindir or binary_dir()
+        self.extra_config = extra_config
+        self.tasks = tasks
         # Resolved: it is matched against /proc/self/mountinfo, which has no symlinks.
         self.workdir = Path(os.path.realpath(tempfile.mkdtemp(prefix="layerdiff-containerd-")))
         self.root = self.workdir / "root"
@@ -161,13 +181,14 @@ class Containerd:
 
     def _write_config(self) -> Path:
         config = self.workdir / "config.toml"
+        disabled = [p for p in _DISABLED_PLUGINS if not (self.tasks and p in _TASK_PLUGINS)]
         config.write_text(
             f"""\
 version = 2
 root = {_toml(str(self.root))}
 state = {_toml(str(self.state))}
 temp = {_toml(str(self.workdir / "tmp"))}
-disabled_plugins = {_toml(_DISABLED_PLUGINS)}
+disabled_plugins = {_toml(disabled)}
 required_plugins = {_toml(_REQUIRED_PLUGINS)}
 
 [grpc]
@@ -178,6 +199,8 @@ required_plugins = {_toml(_REQUIRED_PLUGINS)}
 
 [debug]
   level = "info"
+
+{self.extra_config}
 """
         )
         return config
@@ -196,6 +219,9 @@ required_plugins = {_toml(_REQUIRED_PLUGINS)}
         cwd.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONTAINERD_")}
         env["TMPDIR"] = str(self.workdir / "tmp")
+        # Shims and runc are looked up in PATH; ours come first.
+        sbin = self.bindir.parent / "sbin"
+        env["PATH"] = os.pathsep.join([str(self.bindir), str(sbin), env.get("PATH", "")])
         with self.log.open("wb") as log:
             self._process = subprocess.Popen(
                 [str(self.bindir / "containerd"), "--config", str(config)],
