@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from layerdiff.archive.apply import Applier
@@ -22,6 +22,7 @@ from layerdiff.diff import ApplyOptions
 from layerdiff.errors import InvalidArgumentError, NotFoundError, SourceError, TargetError
 from layerdiff.oci import MEDIA_TYPE_LAYER, Descriptor
 from layerdiff.pipeline import Prefetcher
+from layerdiff.processors import ProcessorChain
 
 Source = str | os.PathLike[str] | BinaryIO | Readable
 
@@ -42,7 +43,7 @@ class _ReadErrors:
 class _Digester:
     """Counts and hashes every chunk that passes through it."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
+    def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks = chunks
         self.hash = hashlib.sha256()
         self.size = 0
@@ -55,19 +56,39 @@ class _Digester:
 
 
 def apply_layer(
-    source: Source, dest: str | os.PathLike[str], options: ApplyOptions | None = None
+    source: Source,
+    dest: str | os.PathLike[str],
+    options: ApplyOptions | None = None,
+    *,
+    media_type: str | None = None,
 ) -> Descriptor:
     """Apply the layer read from ``source`` (a path or anything with ``read``) onto ``dest``.
 
-    The compression (gzip, zstd or none) is detected from the first bytes. Raises a
-    ``LayerdiffError`` subclass on any failure; see ``layerdiff.errors``.
+    ``media_type`` is the blob's: it chooses the stream processors that turn the blob into
+    plain tar (``options.processors``, see ``layerdiff.processors``). Without it the
+    compression (gzip, zstd or none) is detected from the first bytes, as for docker's
+    plain ``tar`` type. Raises a ``LayerdiffError`` subclass on any failure; see
+    ``layerdiff.errors``.
     """
     options = options or ApplyOptions()
     _check_dest(dest)
     with contextlib.ExitStack() as stack:
-        raw = _open_source(source, stack)
-        digester = _Digester(decompressed_chunks(_ReadErrors(raw)))
+        raw = _ReadErrors(_open_source(source, stack))
+        plain: Iterable[bytes]
+        chain = None
+        if media_type is None:
+            plain = decompressed_chunks(raw)
+        else:
+            chain = stack.enter_context(
+                ProcessorChain(media_type, raw, options.processors, options.payloads)
+            )
+            plain = chain
+        digester = _Digester(plain)
         prefetched = stack.enter_context(Prefetcher(iter(digester)))
+        if chain is not None:
+            # Stop the processors before the prefetcher: its thread may be blocked
+            # reading one of them, and only their end unblocks it.
+            stack.callback(chain.close)
         chunks = ChunkReader(iter(prefetched))
         try:
             root = FsRoot(dest)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from layerdiff.compression import Compression
+from layerdiff.processors import ProcessorRegistry
 
 
 class WhiteoutMode(enum.Enum):
@@ -39,6 +40,12 @@ class ApplyOptions:
     times before 1970 are kept instead of being clamped to the epoch.
 
     ``same_owner`` applies the uid/gid of entries; ``None`` means "when running as root".
+
+    ``processors`` turn a blob of the media type given to ``apply_layer`` into plain tar
+    (``None``: the built-in compression handler only); ``payloads`` are the bytes an
+    external processor gets on file descriptor 3, by processor ID (containerd sends the
+    serialized ``google.protobuf.Any`` of ``ApplyRequest.payloads[ID]``). Both are unused
+    when no media type is given. See docs/processors.md.
     """
 
     mode: WhiteoutMode = WhiteoutMode.NAIVE
@@ -46,6 +53,8 @@ class ApplyOptions:
     parents: Sequence[str | os.PathLike[str]] = field(default_factory=tuple)
     strict_oci: bool = False
     same_owner: bool | None = None
+    processors: ProcessorRegistry | None = None
+    payloads: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

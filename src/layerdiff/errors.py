@@ -44,6 +44,10 @@ class SourceError(LayerdiffError):
     """Reading the layer itself failed (an I/O error of the file or stream it comes from)."""
 
 
+class ProcessorError(LayerdiffError):
+    """An external stream processor could not be run, or exited with a failure."""
+
+
 class TargetError(LayerdiffError):
     """The file system under the target refused an operation (ENOSPC, EACCES, EROFS...)."""
 
