@@ -598,14 +598,16 @@ def test_a_file_with_socket_mode_bits_is_skipped(tmp_path: Path) -> None:
 # -- overlay form --------------------------------------------------------------------------
 
 
-def _overlay(lower_layers: list[bytes], blob: bytes, tmp_path: Path, **options: bool) -> Path:
+def _overlay(
+    lower_layers: list[bytes], blob: bytes, tmp_path: Path, *, userxattr: bool = False
+) -> Path:
     lower = apply_layers(lower_layers, tmp_path / "lower")
     upper = tmp_path / "upper"
     upper.mkdir()
     apply_layer(
         io.BytesIO(blob),
         upper,
-        ApplyOptions(mode=WhiteoutMode.OVERLAY, parents=(str(lower),), **options),
+        ApplyOptions(mode=WhiteoutMode.OVERLAY, parents=(str(lower),), userxattr=userxattr),
     )
     return upper
 

@@ -31,6 +31,7 @@ class ContainerdDiff:
     layer: bytes
     lower: Path
     upper: Path
+    namespace: str
 
 
 def _ctr(
@@ -86,4 +87,4 @@ def containerd_diff(
         daemon, namespace, "snapshots", "--snapshotter", "native", "diff",
         "--media-type", MEDIA_TYPE_TAR, "lower", "upper", env=env,
     )
-    return ContainerdDiff(layer, lower_dir, upper_dir)
+    return ContainerdDiff(layer, lower_dir, upper_dir, namespace)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from layerdiff.cli.diff_cmd import parse_labels
 from layerdiff.cli.output import EXIT_OK, print_json, print_table
+from layerdiff.config import default_store_root
 from layerdiff.content import Info, LocalStore
 from layerdiff.content.ingest import VerifiedReader, write_blob
 from layerdiff.errors import InvalidArgumentError, NotFoundError
@@ -27,12 +27,7 @@ root and $XDG_DATA_HOME/layerdiff/content (~/.local/share/…) for others.
 
 def default_store() -> str:
     """Where ``content`` commands look when no ``--store`` is given."""
-    if os.environ.get("LAYERDIFF_STORE"):
-        return os.environ["LAYERDIFF_STORE"]
-    if os.geteuid() == 0:
-        return "/var/lib/layerdiff/content"
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return str(Path(data) / "layerdiff" / "content")
+    return os.environ.get("LAYERDIFF_STORE") or default_store_root()
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,0 +1,66 @@
+"""``layerdiff serve``: be containerd's differ (its Diff API on a unix socket)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from layerdiff import logs
+from layerdiff.cli.output import EXIT_OK
+from layerdiff.config import Config, load_config
+from layerdiff.daemon import build_server
+
+EXAMPLES = """\
+examples:
+  layerdiff serve --address unix:///run/layerdiff/layerdiff.sock \\
+                  --containerd-address unix:///run/containerd/containerd.sock
+  layerdiff serve --config /etc/layerdiff/config.toml
+
+then, in containerd's config.toml:
+  [proxy_plugins.layerdiff]
+    type = "diff"
+    address = "/run/layerdiff/layerdiff.sock"
+  [plugins."io.containerd.service.v1.diff-service"]
+    default = ["layerdiff", "walking"]
+
+See docs/serve.md. SIGTERM stops gracefully: calls in flight get --grace seconds.
+"""
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``serve`` command."""
+    serve = commands.add_parser(
+        "serve",
+        help="serve containerd's Diff API (Apply, Diff) on a unix socket",
+        description="Serve containerd.services.diff.v1.Diff, health and metrics.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.set_defaults(run=run)
+    serve.add_argument("--config", metavar="FILE", help="a TOML config file (docs/serve.md)")
+    serve.add_argument("--address", metavar="unix:///PATH", help="the socket to serve on")
+    serve.add_argument(
+        "--containerd-address",
+        metavar="unix:///PATH",
+        help="read and write blobs through this containerd's content service",
+    )
+    serve.add_argument(
+        "--grace", type=float, default=10.0, metavar="SECONDS",
+        help="on SIGTERM, how long calls in flight may finish (default 10)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or SIGINT."""
+    config = load_config(args.config) if args.config else Config()
+    if args.address:
+        config = dataclasses.replace(
+            config, server=dataclasses.replace(config.server, address=args.address)
+        )
+    if args.containerd_address:
+        config = dataclasses.replace(config, content=dataclasses.replace(
+            config.content, source="containerd", address=args.containerd_address))
+    logs.configure(config.log.level, config.log.format)
+    server = build_server(config)
+    server.run_until_signalled(args.grace)
+    return EXIT_OK

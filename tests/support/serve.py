@@ -1,0 +1,98 @@
+"""``layerdiff serve`` as a real process, for tests that use it as containerd's differ."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+STARTUP_TIMEOUT = 30.0
+
+
+class ServeError(Exception):
+    """The server did not start, or did not stop cleanly."""
+
+
+class LayerdiffServer:
+    """One ``layerdiff serve`` process; a context manager."""
+
+    def __init__(self, workdir: Path, *args: str, config: str | None = None) -> None:
+        self.workdir = workdir
+        self.socket = workdir / "layerdiff.sock"
+        self.log = workdir / "layerdiff.log"
+        self.args = list(args)
+        self.config = config
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> LayerdiffServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the server and wait until its health service says SERVING."""
+        command = [sys.executable, "-m", "layerdiff", "serve",
+                   "--address", f"unix://{self.socket}", *self.args]
+        if self.config is not None:
+            path = self.workdir / "layerdiff.toml"
+            path.write_text(self.config)
+            command += ["--config", str(path)]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not self.serving():
+            if self.process.poll() is not None:
+                raise ServeError(f"layerdiff serve exited: {self.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServeError("layerdiff serve did not become healthy")
+            time.sleep(0.05)
+
+    def serving(self) -> bool:
+        """Whether the health service answers SERVING."""
+        if not self.socket.exists():
+            return False
+        with grpc.insecure_channel(f"unix:{self.socket}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            with contextlib.suppress(grpc.RpcError):
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        return False
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, wait; returns the exit code (SIGKILL after ``timeout``)."""
+        if self.process is None:
+            return 0
+        process, self.process = self.process, None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                raise ServeError("layerdiff serve did not stop on SIGTERM") from None
+        return process.returncode
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """The JSON log records written so far."""
+        for line in self.log.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    yield record
