@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from pathlib import Path
 from typing import BinaryIO
 
 from layerdiff.applier import apply_layer
+from layerdiff.cli.mount_args import add_mount_arguments, mounts_from_args
 from layerdiff.cli.output import EXIT_OK, print_descriptor
 from layerdiff.compression import Readable
+from layerdiff.config import load_config
 from layerdiff.content import LocalStore
 from layerdiff.content.ingest import VerifiedReader
 from layerdiff.diff import ApplyOptions, WhiteoutMode
+from layerdiff.differ import apply_to_mounts
+from layerdiff.errors import InvalidArgumentError, NotFoundError
+from layerdiff.processors import ProcessorRegistry
 
 EXAMPLES = """\
 examples:
@@ -20,6 +26,10 @@ examples:
   curl -s URL | layerdiff apply --json - rootfs/
   layerdiff apply --mode overlay --parent lower1 --parent lower2 layer.tar.zst upper/
   layerdiff apply --store /var/lib/containerd/io.containerd.content.v1.content sha256:… rootfs/
+  layerdiff apply --mount type=overlay,source=overlay,options=lowerdir=/l,upperdir=/u,workdir=/w \\
+      layer.tar.gz
+  layerdiff apply --config processors.toml --payload decrypt=key.bin \\
+      --media-type application/vnd.oci.image.layer.v1.tar+gzip+encrypted layer.enc rootfs/
 """
 
 
@@ -38,7 +48,26 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="LAYER",
         help="layer file, - for standard input, or with --store the blob's digest",
     )
-    apply.add_argument("dest", metavar="DEST", help="directory to apply the layer onto")
+    apply.add_argument(
+        "dest", metavar="DEST", nargs="?", help="directory to apply the layer onto (or --mount)"
+    )
+    add_mount_arguments(apply, "", "apply onto these mounts instead of DEST")
+    apply.add_argument(
+        "--media-type",
+        metavar="TYPE",
+        help="the blob's media type: it picks the stream processors that turn it into tar "
+        "(default: detect gzip/zstd from the bytes)",
+    )
+    apply.add_argument(
+        "--config", metavar="FILE", help="a config file with [stream_processors.ID] tables"
+    )
+    apply.add_argument(
+        "--payload",
+        action="append",
+        default=[],
+        metavar="ID=FILE",
+        help="bytes for stream processor ID's file descriptor 3 (repeat)",
+    )
     apply.add_argument(
         "--store",
         metavar="DIR",
@@ -74,11 +103,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(args: argparse.Namespace) -> int:
     """Apply the layer the arguments name."""
+    mounts = mounts_from_args(args)
+    if (mounts is None) == (args.dest is None):
+        raise InvalidArgumentError("give either DEST or --mount/--mounts-json")
+    processors = None
+    if args.config:
+        processors = ProcessorRegistry.from_config(load_config(args.config).stream_processors)
     options = ApplyOptions(
         mode=WhiteoutMode(args.mode),
         userxattr=args.userxattr,
         parents=tuple(args.parent),
         strict_oci=args.strict_oci,
+        processors=processors,
+        payloads=_payloads(args.payload),
     )
     with contextlib.ExitStack() as stack:
         source: str | BinaryIO | Readable
@@ -89,6 +126,24 @@ def run(args: argparse.Namespace) -> int:
             source = VerifiedReader(reader, args.layer, reader.size)
         else:
             source = sys.stdin.buffer if args.layer == "-" else args.layer
-        desc = apply_layer(source, args.dest, options)
+        if mounts is not None:
+            desc = apply_to_mounts(source, mounts, options, media_type=args.media_type)
+        else:
+            desc = apply_layer(source, args.dest, options, media_type=args.media_type)
     print_descriptor(desc, args.json)
     return EXIT_OK
+
+
+def _payloads(items: list[str]) -> dict[str, bytes]:
+    payloads = {}
+    for item in items:
+        pid, sep, path = item.partition("=")
+        if not sep or not pid or not path:
+            raise InvalidArgumentError(f"a payload is ID=FILE, not {item!r}")
+        try:
+            payloads[pid] = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"payload file {path!r} does not exist") from None
+        except OSError as err:
+            raise InvalidArgumentError(f"cannot read payload {path!r}: {err.strerror}") from None
+    return payloads

@@ -7,13 +7,16 @@ import contextlib
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 
+from layerdiff.cli.mount_args import add_mount_arguments, mounts_from_args
 from layerdiff.cli.output import EXIT_OK, print_descriptor
-from layerdiff.comparer import diff_trees
+from layerdiff.comparer import Writable, diff_trees
 from layerdiff.compression import Compression
 from layerdiff.content import LocalStore
 from layerdiff.content.ingest import commit_layer
 from layerdiff.diff import DiffOptions
+from layerdiff.differ import compare_mounts
 from layerdiff.errors import InvalidArgumentError, NotFoundError, TargetError
 from layerdiff.oci import Descriptor
 
@@ -23,6 +26,9 @@ examples:
   layerdiff diff --compression zstd --json lower/ upper/ -o - > layer.tar.zst
   layerdiff diff --upper-overlay snap/2/fs:snap/1/fs snap/3/fs -o layer.tar.gz
   layerdiff diff --store content/ --label app=web lower/ upper/
+  layerdiff diff --lower-mount type=bind,source=/s/1,options=rbind,ro \\
+      --upper-mount type=overlay,source=overlay,options=lowerdir=/s/1,upperdir=/s/2,workdir=/s/w \\
+      -o layer.tar.gz
 """
 
 
@@ -39,10 +45,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     diff.add_argument(
         "lower",
         metavar="LOWER",
+        nargs="?",
         help="the lower tree; with --upper-overlay, the overlay's lowerdirs as in its "
         "lowerdir= option: DIR[:DIR...], nearest first, \\: for a colon in a name",
     )
-    diff.add_argument("upper", metavar="UPPER", help="the upper tree (or overlay upperdir)")
+    diff.add_argument(
+        "upper", metavar="UPPER", nargs="?", help="the upper tree (or overlay upperdir)"
+    )
+    add_mount_arguments(diff, "lower-", "the lower file system as mounts (default: empty)")
+    add_mount_arguments(diff, "upper-", "the upper file system as mounts, instead of UPPER")
     diff.set_defaults(run=run)
     destination = diff.add_mutually_exclusive_group(required=True)
     destination.add_argument(
@@ -113,23 +124,45 @@ def run(args: argparse.Namespace) -> int:
         upper_overlay=args.upper_overlay,
         userxattr=args.userxattr,
     )
-    lower: str | list[str] = split_lowerdirs(args.lower) if args.upper_overlay else args.lower
+    produce, trees = _producer(args, options)
     if args.store is not None:
         labels = parse_labels(args.label)
         with LocalStore(args.store) as store:
-            desc = commit_layer(
-                store, lambda out: diff_trees(lower, args.upper, out, options), args.ref, labels
-            )
+            desc = commit_layer(store, produce, args.ref, labels)
         print_descriptor(desc, args.json)
     elif args.output == "-":
         if sys.stdout.isatty():
             raise InvalidArgumentError("a layer is not for a terminal: give -o FILE or a pipe")
-        desc = diff_trees(lower, args.upper, sys.stdout.buffer, options)
+        desc = produce(sys.stdout.buffer)
         print_descriptor(desc, args.json, sys.stderr)
     else:
-        desc = _diff_to_file(lower, args.upper, args.output, options)
+        desc = _diff_to_file(produce, trees, args.output)
         print_descriptor(desc, args.json)
     return EXIT_OK
+
+
+def _producer(
+    args: argparse.Namespace, options: DiffOptions
+) -> tuple[Callable[[Writable], Descriptor], list[str]]:
+    """What writes the layer, and the directories it reads (to keep the output out)."""
+    lower_mounts = mounts_from_args(args, "lower-")
+    upper_mounts = mounts_from_args(args, "upper-")
+    if upper_mounts is not None:
+        if args.lower is not None or args.upper is not None:
+            raise InvalidArgumentError("give LOWER UPPER or --upper-mount, not both")
+        if args.upper_overlay or args.userxattr:
+            raise InvalidArgumentError("--upper-overlay is decided from the mounts")
+        lower_list = lower_mounts or []
+        sources = [m.source for m in [*lower_list, *upper_mounts] if m.source.startswith("/")]
+        return (
+            lambda out: compare_mounts(lower_list, upper_mounts, out, options),
+            sources,
+        )
+    if args.lower is None or args.upper is None or lower_mounts is not None:
+        raise InvalidArgumentError("give LOWER and UPPER, or --upper-mount [--lower-mount]")
+    lower: str | list[str] = split_lowerdirs(args.lower) if args.upper_overlay else args.lower
+    trees = [args.upper, *([lower] if isinstance(lower, str) else lower)]
+    return (lambda out: diff_trees(lower, args.upper, out, options)), trees
 
 
 def split_lowerdirs(value: str) -> list[str]:
@@ -155,14 +188,14 @@ def split_lowerdirs(value: str) -> list[str]:
 
 
 def _diff_to_file(
-    lower: str | list[str], upper: str, output: str, options: DiffOptions
+    produce: Callable[[Writable], Descriptor], trees: list[str], output: str
 ) -> Descriptor:
     """Write the layer beside OUTPUT and rename it there: a failure leaves no partial file."""
     path = os.path.abspath(output)
     if os.path.isdir(path):
         raise InvalidArgumentError(f"output {output!r} is a directory")
     directory, base = os.path.split(path)
-    for tree in [upper, *([lower] if isinstance(lower, str) else lower)]:
+    for tree in trees:
         real_tree = os.path.realpath(tree)
         if os.path.commonpath([real_tree, os.path.realpath(directory)]) == real_tree:
             # It would be compared while it is being written.
@@ -177,7 +210,7 @@ def _diff_to_file(
         raise TargetError(f"cannot write {output!r}: {err.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as out:
-            desc = diff_trees(lower, upper, out, options)
+            desc = produce(out)
             os.fchmod(out.fileno(), 0o666 & ~umask)  # as if created by open(), not mkstemp
         os.replace(temp, path)
     except BaseException:
