@@ -18,6 +18,7 @@ from layerdiff.content.ingest import commit_layer
 from layerdiff.diff import DiffOptions
 from layerdiff.differ import compare_mounts
 from layerdiff.errors import InvalidArgumentError, NotFoundError, TargetError
+from layerdiff.mount.overlay import split_layers
 from layerdiff.oci import Descriptor
 
 EXAMPLES = """\
@@ -167,21 +168,7 @@ def _producer(
 
 def split_lowerdirs(value: str) -> list[str]:
     """overlayfs's lowerdir= syntax: ':' separates directories, '\\' escapes a character."""
-    dirs: list[str] = []
-    current: list[str] = []
-    escaped = False
-    for char in value:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            dirs.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    dirs.append("".join(current))
+    dirs = split_layers(value)
     if "" in dirs:
         raise InvalidArgumentError(f"empty directory name in lowerdir list {value!r}")
     return dirs
