@@ -19,7 +19,13 @@ from layerdiff.archive.fsroot import FsRoot
 from layerdiff.archive.tarstream import ChunkReader, TarReader
 from layerdiff.compression import Readable, decompressed_chunks
 from layerdiff.diff import ApplyOptions
-from layerdiff.errors import InvalidArgumentError, NotFoundError, SourceError, TargetError
+from layerdiff.errors import (
+    InvalidArgumentError,
+    LimitExceededError,
+    NotFoundError,
+    SourceError,
+    TargetError,
+)
 from layerdiff.oci import MEDIA_TYPE_LAYER, Descriptor
 from layerdiff.pipeline import Prefetcher
 from layerdiff.processors import ProcessorChain
@@ -41,10 +47,11 @@ class _ReadErrors:
 
 
 class _Digester:
-    """Counts and hashes every chunk that passes through it."""
+    """Counts and hashes every chunk that passes through it, up to ``limit`` bytes."""
 
-    def __init__(self, chunks: Iterable[bytes]) -> None:
+    def __init__(self, chunks: Iterable[bytes], limit: int | None) -> None:
         self._chunks = chunks
+        self._limit = limit
         self.hash = hashlib.sha256()
         self.size = 0
 
@@ -52,6 +59,10 @@ class _Digester:
         for chunk in self._chunks:
             self.hash.update(chunk)
             self.size += len(chunk)
+            if self._limit is not None and self.size > self._limit:
+                raise LimitExceededError(
+                    f"the layer is larger than the limit of {self._limit} uncompressed bytes"
+                )
             yield chunk
 
 
@@ -83,7 +94,7 @@ def apply_layer(
                 ProcessorChain(media_type, raw, options.processors, options.payloads)
             )
             plain = chain
-        digester = _Digester(plain)
+        digester = _Digester(plain, options.limits.max_layer_bytes)
         prefetched = stack.enter_context(Prefetcher(iter(digester)))
         if chain is not None:
             # Stop the processors before the prefetcher: its thread may be blocked
@@ -95,7 +106,7 @@ def apply_layer(
         except OSError as err:
             raise TargetError(f"cannot open target {os.fspath(dest)!r}: {err.strerror}") from None
         stack.callback(root.close)
-        Applier(root, options).apply(TarReader(chunks))
+        Applier(root, options).apply(TarReader(chunks, options.limits.max_header_bytes))
         chunks.drain()
     return Descriptor(MEDIA_TYPE_LAYER, "sha256:" + digester.hash.hexdigest(), digester.size)
 

@@ -11,6 +11,7 @@ field, a dataclass for its tables and a ``_parse_*`` function, nothing else.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tomllib
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from layerdiff.diff import ApplyLimits
 from layerdiff.errors import InvalidArgumentError, NotFoundError
 
 
@@ -80,12 +82,14 @@ class MountsConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """``[limits]``: how much work is taken on, and for how long."""
+    """``[limits]``: how much work is taken on, for how long, and how big a layer may be
+    (``apply``: see ``layerdiff.diff.ApplyLimits``; ``0`` lifts a size or entry limit)."""
 
     concurrency: int = 4
     #: Seconds an Apply or a Diff may run; ``None``: only the caller's deadline.
     apply_timeout: float | None = None
     diff_timeout: float | None = None
+    apply: ApplyLimits = field(default_factory=ApplyLimits)
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
     server = _table(data, "server", {"address", "metrics_address"}, source)
     content = _table(data, "content", {"source", "root", "address", "namespace"}, source)
     mounts = _table(data, "mounts", {"temp_root"}, source)
-    limits = _table(data, "limits", {"concurrency", "apply_timeout", "diff_timeout"}, source)
+    limits = _table(data, "limits", {"concurrency", "apply_timeout", "diff_timeout",
+                                      *_APPLY_LIMITS}, source)
     log = _table(data, "log", {"level", "format"}, source)
     content_source = _choice(content, "source", ("local", "containerd"), "local", source)
     if content_source == "containerd" and "address" not in content:
@@ -161,6 +166,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             concurrency=_positive_int(limits, "concurrency", LimitsConfig.concurrency, source),
             apply_timeout=_timeout(limits, "[limits]", "apply_timeout", where_source=source),
             diff_timeout=_timeout(limits, "[limits]", "diff_timeout", where_source=source),
+            apply=_apply_limits(limits, source),
         ),
         log=LogConfig(
             level=_choice(log, "level", ("debug", "info", "warning", "error"), "info", source),
@@ -205,6 +211,28 @@ def _positive_int(table: Mapping[str, Any], key: str, default: int, source: str)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidArgumentError(f"{source}: [limits] {key}: must be a positive integer")
     return value
+
+
+_APPLY_LIMITS = ("max_layer_bytes", "max_entries", "max_header_bytes", "max_xattr_bytes")
+
+
+def _apply_limits(table: Mapping[str, Any], source: str) -> ApplyLimits:
+    defaults = ApplyLimits()
+    values: dict[str, Any] = {}
+    for key in _APPLY_LIMITS:
+        if key not in table:
+            continue
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidArgumentError(f"{source}: [limits] {key}: must be a whole number >= 0")
+        if value == 0 and getattr(defaults, key) is not None and key in ("max_layer_bytes",
+                                                                          "max_entries"):
+            values[key] = None
+        elif value == 0:
+            raise InvalidArgumentError(f"{source}: [limits] {key}: must be at least 1")
+        else:
+            values[key] = value
+    return dataclasses.replace(defaults, **values)
 
 
 _PLUGIN_PREFIX = "layerdiff."

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import cast
 
 from layerdiff.config import Config
+from layerdiff.diff import ApplyOptions
 from layerdiff.differ.walking import WalkingDiffer
 from layerdiff.errors import InvalidArgumentError
 from layerdiff.plugins import (
@@ -47,7 +48,8 @@ def builtin_plugins(config: Config) -> list[Registration]:
         registry = ProcessorRegistry.from_config(config.stream_processors)
         for handler in ctx.get_all(STREAM_PROCESSOR).values():
             registry.register(cast(Handler, handler))
-        return WalkingDiffer(registry, temp_root=config.mounts.temp_root)
+        return WalkingDiffer(registry, temp_root=config.mounts.temp_root,
+                             apply_options=ApplyOptions(limits=config.limits.apply))
 
     def diff_service(ctx: InitContext) -> DiffService:
         order = ctx.config.get("default", ["walking"])

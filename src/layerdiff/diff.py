@@ -10,9 +10,12 @@ import enum
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from layerdiff.compression import Compression
-from layerdiff.processors import ProcessorRegistry
+
+if TYPE_CHECKING:  # processors reads config, which reads these options
+    from layerdiff.processors import ProcessorRegistry
 
 
 class WhiteoutMode(enum.Enum):
@@ -25,6 +28,24 @@ class WhiteoutMode(enum.Enum):
     OVERLAY = "overlay"
     #: The target is an aufs branch: whiteout files are written as they stand in the layer.
     AUFS = "aufs"
+
+
+@dataclass(frozen=True)
+class ApplyLimits:
+    """Bounds on what one layer may make layerdiff do; past one, ``LimitExceededError``.
+
+    The defaults are far above real layers and far below what would fill a disk or run
+    forever on a hostile one. ``None`` lifts a limit.
+    """
+
+    #: Uncompressed bytes of the layer (a tar bomb, a layer that never ends).
+    max_layer_bytes: int | None = 256 << 30
+    #: Entries in the layer.
+    max_entries: int | None = 4_000_000
+    #: One PAX or GNU long-name record; Go's (and so containerd's) hard limit is 1 MiB.
+    max_header_bytes: int = 1 << 20
+    #: One xattr value (the kernel refuses more than 64 KiB).
+    max_xattr_bytes: int = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -41,6 +62,8 @@ class ApplyOptions:
 
     ``same_owner`` applies the uid/gid of entries; ``None`` means "when running as root".
 
+    ``limits`` bound the layer's size, entries, headers and xattrs (``ApplyLimits``).
+
     ``processors`` turn a blob of the media type given to ``apply_layer`` into plain tar
     (``None``: the built-in compression handler only); ``payloads`` are the bytes an
     external processor gets on file descriptor 3, by processor ID (containerd sends the
@@ -55,6 +78,7 @@ class ApplyOptions:
     same_owner: bool | None = None
     processors: ProcessorRegistry | None = None
     payloads: Mapping[str, bytes] = field(default_factory=dict)
+    limits: ApplyLimits = field(default_factory=ApplyLimits)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,10 @@ class InvalidLayerError(LayerdiffError):
     """The layer is well formed tar but breaks the changeset rules (e.g. a bare whiteout)."""
 
 
+class LimitExceededError(LayerdiffError):
+    """The layer went past a configured limit (its size, entries, a header or an xattr)."""
+
+
 class SourceError(LayerdiffError):
     """Reading the layer itself failed (an I/O error of the file or stream it comes from)."""
 

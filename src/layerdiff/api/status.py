@@ -22,6 +22,7 @@ from layerdiff.errors import (
     InvalidArgumentError,
     InvalidLayerError,
     LayerdiffError,
+    LimitExceededError,
     NotFoundError,
     NotHandledError,
     ProcessorError,
@@ -46,6 +47,7 @@ _CODES: tuple[tuple[type[LayerdiffError], grpc.StatusCode], ...] = (
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
     (CanceledError, grpc.StatusCode.CANCELLED),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (LimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     # containerd reports a failed processor as a plain error: UNKNOWN.
     (ProcessorError, grpc.StatusCode.UNKNOWN),
 )
@@ -61,6 +63,7 @@ _ERRORS: dict[grpc.StatusCode, type[LayerdiffError]] = {
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.CANCELLED: CanceledError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: LimitExceededError,
 }
 
 

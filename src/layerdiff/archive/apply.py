@@ -30,7 +30,13 @@ from layerdiff.archive.whiteout import (
     validate_whiteout_name,
 )
 from layerdiff.diff import ApplyOptions, WhiteoutMode
-from layerdiff.errors import CorruptLayerError, LayerdiffError, TargetError, UnsupportedError
+from layerdiff.errors import (
+    CorruptLayerError,
+    LayerdiffError,
+    LimitExceededError,
+    TargetError,
+    UnsupportedError,
+)
 
 log = logging.getLogger("layerdiff.apply")
 
@@ -102,6 +108,8 @@ class Applier:
     def apply(self, reader: TarReader) -> None:
         """Apply every entry of ``reader``, then set directory times."""
         last = ""
+        entries = 0
+        max_entries = self.options.limits.max_entries
         while True:
             try:
                 hdr = reader.next()
@@ -110,6 +118,9 @@ class Applier:
                 raise type(err)(f"{err} ({where})") from None
             if hdr is None:
                 break
+            entries += 1
+            if max_entries is not None and entries > max_entries:
+                raise LimitExceededError(f"the layer has more than {max_entries} entries")
             last = hdr.name
             try:
                 self._entry(hdr, reader)
@@ -421,7 +432,12 @@ class Applier:
 
     def _layer_xattrs(self, hdr: TarHeader) -> Iterable[tuple[str, bytes]]:
         overlay_prefix = self._overlay_xattr_prefix()
+        max_bytes = self.options.limits.max_xattr_bytes
         for name, value in hdr.xattrs():
+            if len(value) > max_bytes:
+                raise LimitExceededError(
+                    f"xattr {name} of {len(value)} bytes exceeds the limit of {max_bytes} bytes"
+                )
             key = name
             if key.startswith("trusted."):
                 # containerd refuses admin attributes from archives (ENOTSUP, logged).

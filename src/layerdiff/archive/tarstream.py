@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from layerdiff.errors import CorruptLayerError, UnsupportedError
+from layerdiff.errors import CorruptLayerError, LimitExceededError, UnsupportedError
 
 BLOCK = 512
 
@@ -145,8 +145,9 @@ class ChunkReader:
 class TarReader:
     """Iterates the entries of a tar stream as Go's ``tar.Reader.Next`` does."""
 
-    def __init__(self, source: ChunkReader) -> None:
+    def __init__(self, source: ChunkReader, max_header_bytes: int = MAX_SPECIAL_FILE_SIZE) -> None:
         self._src = source
+        self._max_special = min(max_header_bytes, MAX_SPECIAL_FILE_SIZE)
         self._remaining = 0  # unread data bytes of the current entry
         self._pad = 0  # padding after the current entry's data
 
@@ -215,6 +216,11 @@ class TarReader:
             raise CorruptLayerError(
                 f"invalid tar header: extended header of {size} bytes exceeds the "
                 f"{MAX_SPECIAL_FILE_SIZE}-byte limit"
+            )
+        if size > self._max_special:
+            raise LimitExceededError(
+                f"extended header of {size} bytes exceeds the configured limit of "
+                f"{self._max_special} bytes"
             )
         data = self._src.read(size)
         if len(data) < size:

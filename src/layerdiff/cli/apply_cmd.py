@@ -15,7 +15,7 @@ from layerdiff.compression import Readable
 from layerdiff.config import load_config
 from layerdiff.content import LocalStore
 from layerdiff.content.ingest import VerifiedReader
-from layerdiff.diff import ApplyOptions, WhiteoutMode
+from layerdiff.diff import ApplyLimits, ApplyOptions, WhiteoutMode
 from layerdiff.differ import apply_to_mounts
 from layerdiff.errors import InvalidArgumentError, NotFoundError
 from layerdiff.processors import ProcessorRegistry
@@ -59,7 +59,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "(default: detect gzip/zstd from the bytes)",
     )
     apply.add_argument(
-        "--config", metavar="FILE", help="a config file with [stream_processors.ID] tables"
+        "--config",
+        metavar="FILE",
+        help="a config file: its [stream_processors.ID] tables and [limits] (docs/serve.md)",
     )
     apply.add_argument(
         "--payload",
@@ -106,9 +108,11 @@ def run(args: argparse.Namespace) -> int:
     mounts = mounts_from_args(args)
     if (mounts is None) == (args.dest is None):
         raise InvalidArgumentError("give either DEST or --mount/--mounts-json")
-    processors = None
+    processors, limits = None, ApplyLimits()
     if args.config:
-        processors = ProcessorRegistry.from_config(load_config(args.config).stream_processors)
+        config = load_config(args.config)
+        processors = ProcessorRegistry.from_config(config.stream_processors)
+        limits = config.limits.apply
     options = ApplyOptions(
         mode=WhiteoutMode(args.mode),
         userxattr=args.userxattr,
@@ -116,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         strict_oci=args.strict_oci,
         processors=processors,
         payloads=_payloads(args.payload),
+        limits=limits,
     )
     with contextlib.ExitStack() as stack:
         source: str | BinaryIO | Readable
