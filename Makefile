@@ -4,6 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONTAINERD_DIR ?= /var/cache/layerdiff-ci/containerd
+REGISTRY_DIR ?= /var/cache/layerdiff-ci/registry
 EXAMPLE_DEST ?= /tmp/layerdiff-example
 
 .PHONY: example test setup lint
@@ -26,6 +27,9 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test: lint
-	@if [ "$$(id -u)" = 0 ]; then bash .ci/fetch-containerd $(CONTAINERD_DIR); \
-	else echo "not root: containerd comparison and root-only tests will be skipped"; fi
-	LAYERDIFF_CONTAINERD_BIN=$(CONTAINERD_DIR)/root/usr/bin $(VENV)/bin/pytest -q
+	@if [ "$$(id -u)" = 0 ]; then bash .ci/fetch-containerd $(CONTAINERD_DIR) \
+		&& bash .ci/fetch-registry $(REGISTRY_DIR); \
+	else echo "not root: containerd, registry and root-only tests will be skipped"; fi
+	LAYERDIFF_CONTAINERD_BIN=$(CONTAINERD_DIR)/root/usr/bin \
+	LAYERDIFF_REGISTRY_BIN=$(REGISTRY_DIR)/root/usr/bin/docker-registry \
+	$(VENV)/bin/pytest -q

@@ -40,6 +40,10 @@ class InvalidLayerError(LayerdiffError):
     """The layer is well formed tar but breaks the changeset rules (e.g. a bare whiteout)."""
 
 
+class PermissionDeniedError(LayerdiffError):
+    """A registry (or its token server) refused the credentials, or they lack the right."""
+
+
 class LimitExceededError(LayerdiffError):
     """The layer went past a configured limit (its size, entries, a header or an xattr)."""
 

@@ -25,6 +25,7 @@ from layerdiff.errors import (
     LimitExceededError,
     NotFoundError,
     NotHandledError,
+    PermissionDeniedError,
     ProcessorError,
     UnavailableError,
     UnsupportedError,
@@ -48,6 +49,7 @@ _CODES: tuple[tuple[type[LayerdiffError], grpc.StatusCode], ...] = (
     (CanceledError, grpc.StatusCode.CANCELLED),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (LimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     # containerd reports a failed processor as a plain error: UNKNOWN.
     (ProcessorError, grpc.StatusCode.UNKNOWN),
 )
@@ -64,6 +66,7 @@ _ERRORS: dict[grpc.StatusCode, type[LayerdiffError]] = {
     grpc.StatusCode.CANCELLED: CanceledError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: LimitExceededError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
 }
 
 
