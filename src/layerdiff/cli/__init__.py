@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from layerdiff import __version__
-from layerdiff.cli import apply_cmd, content_cmd, diff_cmd, serve_cmd
+from layerdiff.cli import apply_cmd, content_cmd, diff_cmd, serve_cmd, unpack_cmd
 from layerdiff.cli.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from layerdiff.errors import LayerdiffError
 
@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"layerdiff {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each warning and step")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (apply_cmd, diff_cmd, content_cmd, serve_cmd):
+    for command in (apply_cmd, diff_cmd, content_cmd, unpack_cmd, serve_cmd):
         command.register(commands)
     return parser
 
