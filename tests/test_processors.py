@@ -566,9 +566,10 @@ def test_a_failing_stage_is_reported_at_once_while_an_earlier_one_hangs(tmp_path
         accepts=(WRAPPED,),
         returns=TAR_GZIP_ENCRYPTED,
         pid="outer",
+        # Not waited for: were it, its time limit would end the apply with its own error.
+        timeout=120,
     )
     inner = _spec("--fail", "inner gave up")
-    start = time.monotonic()
     with pytest.raises(ProcessorError, match=r"^stream processor 'decrypt' failed"):
         apply_layer(
             io.BytesIO(b"x" * 100),
@@ -576,5 +577,4 @@ def test_a_failing_stage_is_reported_at_once_while_an_earlier_one_hangs(tmp_path
             _two_stage_options(outer, inner),
             media_type=WRAPPED,
         )
-    assert time.monotonic() - start < 10
     assert not _running(int(str(_record(record)["pid"])))
