@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import start_http_server
 
+from layerdiff.errors import InvalidArgumentError, TargetError
+
 
 class Metrics:
     """Counters, gauges and histograms of one server."""
@@ -63,4 +65,10 @@ class Metrics:
     def serve_http(self, address: str) -> None:
         """Serve ``/metrics`` over HTTP on ``HOST:PORT`` (a daemon thread)."""
         host, _, port = address.rpartition(":")
-        start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
+        if not port.isdigit() or int(port) > 65535:
+            raise InvalidArgumentError(f"metrics address {address!r} is not HOST:PORT")
+        try:
+            start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1",
+                              registry=self.registry)
+        except OSError as err:
+            raise TargetError(f"cannot serve metrics on {address}: {err.strerror or err}") from None

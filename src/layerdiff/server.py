@@ -246,12 +246,13 @@ class Server:
     def start(self) -> None:
         """Listen on the socket (a stale one left by a crash is replaced)."""
         _remove_stale_socket(self.path)
+        # Before the socket: a metrics address in use must not leave a socket behind.
+        if self._metrics_address:
+            self.metrics.serve_http(self._metrics_address)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         if self._grpc.add_insecure_port(f"unix:{self.path}") == 0:
             raise TargetError(f"cannot listen on {self.path}")
         self._grpc.start()
-        if self._metrics_address:
-            self.metrics.serve_http(self._metrics_address)
         for name in ("", DIFF_SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving %s on unix://%s", DIFF_SERVICE_NAME, self.path)

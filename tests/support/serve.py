@@ -1,4 +1,5 @@
-"""``layerdiff serve`` as a real process, for tests that use it as containerd's differ."""
+"""``layerdiff serve`` as a real process: for tests of the server itself, and for tests
+that use it as containerd's differ."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from layerdiff.api import diff_pb2_grpc
 
 STARTUP_TIMEOUT = 30.0
 
@@ -26,12 +29,20 @@ class ServeError(Exception):
 class LayerdiffServer:
     """One ``layerdiff serve`` process; a context manager."""
 
-    def __init__(self, workdir: Path, *args: str, config: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *args: str,
+        config: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.socket = workdir / "layerdiff.sock"
         self.log = workdir / "layerdiff.log"
         self.args = list(args)
         self.config = config
+        #: Variables added to the server's environment (e.g. PYTHONPATH for plugins).
+        self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> LayerdiffServer:
@@ -52,7 +63,7 @@ class LayerdiffServer:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, env={**os.environ, **self.env},
             )
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not self.serving():
@@ -62,6 +73,25 @@ class LayerdiffServer:
                 self.stop()
                 raise ServeError("layerdiff serve did not become healthy")
             time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        """The server's process ID (it must be running)."""
+        if self.process is None:
+            raise ServeError("layerdiff serve is not running")
+        return self.process.pid
+
+    @contextlib.contextmanager
+    def channel(self) -> Iterator[grpc.Channel]:
+        """A gRPC channel to the server's socket."""
+        with grpc.insecure_channel(f"unix:{self.socket}") as channel:
+            yield channel
+
+    @contextlib.contextmanager
+    def diff(self) -> Iterator[diff_pb2_grpc.DiffStub]:
+        """A client of the server's Diff service."""
+        with self.channel() as channel:
+            yield diff_pb2_grpc.DiffStub(channel)
 
     def serving(self) -> bool:
         """Whether the health service answers SERVING."""
@@ -96,3 +126,30 @@ class LayerdiffServer:
                 record = json.loads(line)
                 if isinstance(record, dict):
                     yield record
+
+    def wait_for_record(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """The first log record ``match`` accepts, waiting up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((r for r in self.records() if match(r)), None)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise ServeError(f"no such log record in {self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def children(self) -> set[int]:
+        """The server's child processes (stream processors), running or not yet reaped."""
+        found = set()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if stat[stat.rindex(")") + 2 :].split()[1] == str(self.pid):
+                found.add(int(entry))
+        return found
