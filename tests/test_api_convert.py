@@ -161,7 +161,7 @@ def diff_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[diff_pb2_g
         ("limit", grpc.StatusCode.RESOURCE_EXHAUSTED, errors.LimitExceededError),
         ("cancelled", grpc.StatusCode.CANCELLED, errors.CanceledError),
         ("deadline", grpc.StatusCode.DEADLINE_EXCEEDED, errors.DeadlineExceededError),
-        ("target", grpc.StatusCode.INTERNAL, errors.LayerdiffError),
+        ("target", grpc.StatusCode.UNKNOWN, errors.LayerdiffError),
         ("bug", grpc.StatusCode.INTERNAL, errors.LayerdiffError),
     ],
 )

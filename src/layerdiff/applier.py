@@ -100,6 +100,9 @@ def apply_layer(
             # Stop the processors before the prefetcher: its thread may be blocked
             # reading one of them, and only their end unblocks it.
             stack.callback(chain.close)
+            if options.cancel is not None:
+                # A processor that stops reading would block the prefetcher's read.
+                stack.callback(options.cancel.add_callback(chain.close))
         chunks = ChunkReader(iter(prefetched))
         try:
             root = FsRoot(dest)

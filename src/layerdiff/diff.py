@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from layerdiff.compression import Compression
 
 if TYPE_CHECKING:  # processors reads config, which reads these options
+    from layerdiff.cancel import CancelToken
     from layerdiff.processors import ProcessorRegistry
 
 
@@ -63,6 +64,8 @@ class ApplyOptions:
     ``same_owner`` applies the uid/gid of entries; ``None`` means "when running as root".
 
     ``limits`` bound the layer's size, entries, headers and xattrs (``ApplyLimits``).
+    ``cancel``: when it fires, external stream processors are stopped at once (the
+    reads of the source are where the caller checks it).
 
     ``processors`` turn a blob of the media type given to ``apply_layer`` into plain tar
     (``None``: the built-in compression handler only); ``payloads`` are the bytes an
@@ -79,6 +82,7 @@ class ApplyOptions:
     processors: ProcessorRegistry | None = None
     payloads: Mapping[str, bytes] = field(default_factory=dict)
     limits: ApplyLimits = field(default_factory=ApplyLimits)
+    cancel: CancelToken | None = None
 
 
 @dataclass(frozen=True)

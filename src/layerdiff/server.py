@@ -169,7 +169,11 @@ class DiffServicer(diff_pb2_grpc.DiffServicer):
         context.add_callback(call.token.cancel)  # fires when the RPC ends, however it ends
         fields = {"method": method, "namespace": call.namespace, "digest": digest}
         start = time.monotonic()
-        with self._tracked(call.token), self._metrics.call(method):
+        with (
+            self._released(call.token),
+            self._tracked(call.token),
+            self._metrics.call(method),
+        ):
             try:
                 self._wait_for_slot(call.token)
                 try:
@@ -188,6 +192,14 @@ class DiffServicer(diff_pb2_grpc.DiffServicer):
             **fields, "digest": digest or call.result, "code": "OK", "size": call.size,
             "duration": round(time.monotonic() - start, 3),
         })
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _released(token: CancelToken) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            token.release()
 
     @contextlib.contextmanager
     def _tracked(self, token: CancelToken) -> Iterator[None]:

@@ -27,6 +27,9 @@ from layerdiff.errors import (
     NotHandledError,
     PermissionDeniedError,
     ProcessorError,
+    SourceError,
+    TargetError,
+    TreeReadError,
     UnavailableError,
     UnsupportedError,
 )
@@ -50,8 +53,11 @@ _CODES: tuple[tuple[type[LayerdiffError], grpc.StatusCode], ...] = (
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (LimitExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
-    # containerd reports a failed processor as a plain error: UNKNOWN.
+    # containerd reports these as plain errors: UNKNOWN (INTERNAL is kept for bugs).
     (ProcessorError, grpc.StatusCode.UNKNOWN),
+    (TargetError, grpc.StatusCode.UNKNOWN),
+    (SourceError, grpc.StatusCode.UNKNOWN),
+    (TreeReadError, grpc.StatusCode.UNKNOWN),
 )
 
 _ERRORS: dict[grpc.StatusCode, type[LayerdiffError]] = {

@@ -20,7 +20,7 @@ from layerdiff.content.store import Writer
 from layerdiff.diff import ApplyOptions, DiffOptions
 from layerdiff.differ.apply import apply_to_mounts
 from layerdiff.differ.compare import compare_mounts
-from layerdiff.errors import NotHandledError, UnsupportedError
+from layerdiff.errors import CanceledError, NotHandledError, UnsupportedError
 from layerdiff.oci import (
     MEDIA_TYPE_LAYER,
     MEDIA_TYPE_LAYER_GZIP,
@@ -66,16 +66,21 @@ class WalkingDiffer:
         except UnsupportedError as err:
             raise NotHandledError(str(err)) from None
         options = dataclasses.replace(
-            self._apply_options, processors=self._processors, payloads=request.payloads
+            self._apply_options, processors=self._processors, payloads=request.payloads,
+            cancel=request.cancel,
         )
         with contextlib.closing(request.store.reader(desc.digest)) as blob:
             source = CancellableReader(
                 VerifiedReader(blob, desc.digest, desc.size or None), request.cancel
             )
-            return apply_to_mounts(
-                source, request.mounts, options, temp_root=self._temp_root,
-                media_type=desc.media_type, sync_fs=request.sync_fs,
-            )
+            try:
+                return apply_to_mounts(
+                    source, request.mounts, options, temp_root=self._temp_root,
+                    media_type=desc.media_type, sync_fs=request.sync_fs,
+                )
+            except CanceledError:
+                request.cancel.check()  # a deadline, not a cancel, if it was the clock
+                raise
 
     def compare(self, request: DiffRequest) -> Descriptor:
         """Write the layer into the store; the descriptor names the committed blob."""
