@@ -15,9 +15,9 @@ import pytest
 
 from layerdiff.image import open_image, unpack_image
 from tests.support import images
+from tests.support.compat_cases import entry_names, unlisted_dirs, whiteouts
 from tests.support.layers import gzip, layer
 from tests.support.tree import diff_trees, snapshot_tree
-from tests.test_containerd_compat import _entry_names, _unlisted_dirs, _whiteouts
 
 REPO = Path(__file__).resolve().parent.parent
 FILLER = [("file", f"fill/{i:04d}", {"data": os.urandom(4096)}) for i in range(600)]
@@ -142,6 +142,6 @@ def test_snapshots_unpack_killed_mid_layer_finishes_correctly(tmp_path: Path) ->
         out = snapshot_tree(tmp_path / "out" / name)
         # As in test_containerd_compat: directories a layer implies and whiteouts get the
         # time of the unpack.
-        unpacked_at = _unlisted_dirs(fresh, _entry_names(layers[i])) + _whiteouts(fresh)
+        unpacked_at = unlisted_dirs(fresh, entry_names(layers[i])) + whiteouts(fresh)
         problems = diff_trees(fresh, out, ignore_mtime=unpacked_at)
         assert problems == [], f"layer {name}:\n" + "\n".join(problems)

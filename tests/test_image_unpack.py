@@ -19,18 +19,18 @@ from layerdiff.errors import (
 from layerdiff.image import UnpackResult, open_image, unpack_image
 from layerdiff.image.reapply import reapplicable
 from tests.support import images
+from tests.support.compat_cases import (
+    BASE,
+    CASES,
+    OVERLAY_DEVIATES,
+    entry_names,
+    unlisted_dirs,
+    whiteouts,
+)
 from tests.support.containerd import Containerd
 from tests.support.layers import gzip, layer, zstd
 from tests.support.ocilayout import MEDIA_TYPE_LAYER_GZIP, sha256_digest
 from tests.support.tree import diff_trees, mount, snapshot_tree, unmount
-from tests.test_containerd_compat import (
-    BASE,
-    CASES,
-    OVERLAY_DEVIATES,
-    _entry_names,
-    _unlisted_dirs,
-    _whiteouts,
-)
 
 #: Snapshots mode writes whiteout devices and trusted.* xattrs: root only.
 MODES = ["flat", pytest.param("snapshots", marks=pytest.mark.root)]
@@ -76,11 +76,11 @@ def test_flat_unpack_matches_containerd(
     theirs = snapshot_tree(containerd.unpack(layers, "native")[-1])
     path = images.all_forms(images.make_image(layers), tmp_path)[form]
     _unpack(path, tmp_path / "rootfs")
-    listed = set().union(*(_entry_names(b) for b in layers))
+    listed = set().union(*(entry_names(b) for b in layers))
     problems = diff_trees(
         theirs,
         snapshot_tree(tmp_path / "rootfs"),
-        ignore_mtime=_unlisted_dirs(theirs, listed),
+        ignore_mtime=unlisted_dirs(theirs, listed),
         ignore_dir_mtimes=len(layers) > 1,
     )
     assert problems == []
@@ -100,7 +100,7 @@ def test_snapshots_unpack_matches_containerd_overlayfs(
     for i, their_dir in enumerate(theirs):
         their_tree = snapshot_tree(their_dir)
         our_tree = snapshot_tree(tmp_path / "layers" / str(i + 1))
-        unlisted = _unlisted_dirs(their_tree, _entry_names(layers[i])) + _whiteouts(their_tree)
+        unlisted = unlisted_dirs(their_tree, entry_names(layers[i])) + whiteouts(their_tree)
         assert diff_trees(their_tree, our_tree, ignore_mtime=unlisted) == [], f"layer {i}"
 
 

@@ -21,18 +21,18 @@ import pytest
 
 from layerdiff import apply_layer
 from tests.support import ocilayout
+from tests.support.compat_cases import (
+    CASES,
+    OVERLAY_DEVIATES,
+    entry_names,
+    unlisted_dirs,
+    whiteouts,
+)
 from tests.support.containerd import Containerd, ContainerdUnpackError, available, binary_dir
 from tests.support.containerd_diff import containerd_diff
 from tests.support.layers import gzip, layer, zstd
 from tests.support.serve import LayerdiffServer
 from tests.support.tree import diff_trees, snapshot_tree
-from tests.test_containerd_compat import (
-    CASES,
-    OVERLAY_DEVIATES,
-    _entry_names,
-    _unlisted_dirs,
-    _whiteouts,
-)
 
 pytestmark = [pytest.mark.containerd, pytest.mark.root]
 
@@ -106,11 +106,11 @@ def test_unpack_through_layerdiff_equals_containerds_own(
     assert len(served(stack, "Apply")) - before == len(layers)
     listed: set[str] = set()
     for i, (blob, our_dir, their_dir) in enumerate(zip(layers, ours, theirs, strict=True)):
-        listed = listed | _entry_names(blob) if snapshotter == "native" else _entry_names(blob)
+        listed = listed | entry_names(blob) if snapshotter == "native" else entry_names(blob)
         their_tree, our_tree = snapshot_tree(their_dir), snapshot_tree(our_dir)
         # Both unpacks made these at their own moment: implied directories, whiteouts,
         # and (native) the copies of the parent snapshot's directories.
-        unstable = _unlisted_dirs(their_tree, listed) + _whiteouts(their_tree)
+        unstable = unlisted_dirs(their_tree, listed) + whiteouts(their_tree)
         problems = diff_trees(
             their_tree, our_tree, ignore_mtime=unstable, ignore_atime=True,
             ignore_dir_mtimes=snapshotter == "native" and i > 0,
