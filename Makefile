@@ -28,7 +28,7 @@ lint: setup
 
 test: lint
 	@if [ "$$(id -u)" = 0 ]; then bash .ci/fetch-containerd $(CONTAINERD_DIR) \
-		&& bash .ci/fetch-registry $(REGISTRY_DIR); \
+		&& bash .ci/fetch-registry $(REGISTRY_DIR) && bash .ci/fetch-bench-tools; \
 	else echo "not root: containerd, registry and root-only tests will be skipped"; fi
 	LAYERDIFF_CONTAINERD_BIN=$(CONTAINERD_DIR)/root/usr/bin \
 	LAYERDIFF_REGISTRY_BIN=$(REGISTRY_DIR)/root/usr/bin/docker-registry \

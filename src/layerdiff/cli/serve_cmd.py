@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from layerdiff import logs
 from layerdiff.cli.output import EXIT_OK
-from layerdiff.config import Config, load_config
-from layerdiff.daemon import build_server
 
 EXAMPLES = """\
 examples:
@@ -52,6 +49,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT."""
+    # Imported here: the server pulls in gRPC, which the other commands do not need.
+    from layerdiff import logs  # noqa: PLC0415
+    from layerdiff.config import Config, load_config  # noqa: PLC0415
+    from layerdiff.daemon import build_server  # noqa: PLC0415
+
     config = load_config(args.config) if args.config else Config()
     if args.address:
         config = dataclasses.replace(
