@@ -27,7 +27,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from layerdiff.api import diff_pb2, diff_pb2_grpc
-from layerdiff.api.convert import descriptor_from_proto, descriptor_to_proto, mount_from_proto
+from layerdiff.api.convert import (
+    descriptor_from_proto,
+    descriptor_to_proto,
+    mount_from_proto,
+    source_date_epoch,
+)
 from layerdiff.api.status import abort, code_for
 from layerdiff.cancel import CancelToken
 from layerdiff.content.containerd import ContainerdContent
@@ -41,6 +46,7 @@ from layerdiff.service import ApplyRequest, DiffRequest, DiffService
 log = logging.getLogger("layerdiff.server")
 
 DIFF_SERVICE_NAME = "containerd.services.diff.v1.Diff"
+
 
 class ContentSource(Protocol):
     """The content stores served calls use, given the call's namespace and lease
@@ -108,8 +114,9 @@ class DiffServicer(diff_pb2_grpc.DiffServicer):
         self, request: diff_pb2.ApplyRequest, context: grpc.ServicerContext
     ) -> diff_pb2.ApplyResponse:
         """Apply a blob from the content store onto the mounts."""
-        desc = descriptor_from_proto(request.diff)
-        with self._call("Apply", context, desc.digest, self._limits.apply_timeout) as call:
+        digest = request.diff.digest
+        with self._call("Apply", context, digest, self._limits.apply_timeout) as call:
+            desc = descriptor_from_proto(request.diff)
             store = self._content.for_apply(call.namespace, call.lease, desc.digest)
             applied = self._service.apply(ApplyRequest(
                 desc=desc,
@@ -129,10 +136,6 @@ class DiffServicer(diff_pb2_grpc.DiffServicer):
         """Compute the layer between two mount lists and commit it to the content store."""
         with self._call("Diff", context, "", self._limits.diff_timeout) as call:
             store = self._content.for_diff(call.namespace, call.lease)
-            epoch = (
-                request.source_date_epoch.seconds
-                if request.HasField("source_date_epoch") else None
-            )
             desc = self._service.compare(DiffRequest(
                 lower=[mount_from_proto(m) for m in request.left],
                 upper=[mount_from_proto(m) for m in request.right],
@@ -140,7 +143,7 @@ class DiffServicer(diff_pb2_grpc.DiffServicer):
                 media_type=request.media_type,
                 ref=request.ref,
                 labels=dict(request.labels),
-                source_date_epoch=epoch,
+                source_date_epoch=source_date_epoch(request),
                 cancel=call.token,
             ))
             self._content.published(call.namespace, desc.digest)
