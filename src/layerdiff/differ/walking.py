@@ -48,7 +48,6 @@ class WalkingDiffer:
         *,
         temp_root: str | None = None,
         apply_options: ApplyOptions | None = None,
-        gzip_level: int | None = None,
     ) -> None:
         self._processors = processors
         self._temp_root = temp_root
@@ -56,7 +55,6 @@ class WalkingDiffer:
             # Made once, as containerd makes its tmpmounts folder when it starts.
             os.makedirs(temp_root, mode=0o700, exist_ok=True)
         self._apply_options = apply_options or ApplyOptions()
-        self._gzip_level = gzip_level
 
     def apply(self, request: ApplyRequest) -> Descriptor:
         """Apply the blob onto the mounts; the applied descriptor is the diffID's."""
@@ -89,9 +87,7 @@ class WalkingDiffer:
         if compression is None:
             raise NotHandledError(f"unsupported diff media type: {media_type}")
         options = DiffOptions(
-            compression=compression,
-            level=self._gzip_level if compression is Compression.GZIP else None,
-            source_date_epoch=request.source_date_epoch,
+            compression=compression, source_date_epoch=request.source_date_epoch
         )
         produce = self._producer(request, options, request.cancel)
         desc = commit_layer(request.store, produce, request.ref or None, request.labels)
