@@ -10,7 +10,7 @@ The service knows nothing about gRPC or tar.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -71,21 +71,17 @@ class DiffService:
 
     def apply(self, request: ApplyRequest) -> Descriptor:
         """The first differ's answer that is not "not handled"."""
-        error: NotHandledError | None = None
-        for differ in self._differs:
-            try:
-                return differ.apply(request)
-            except NotHandledError as err:
-                error = err
-        assert error is not None
-        raise error
+        return self._first(lambda differ: differ.apply(request))
 
     def compare(self, request: DiffRequest) -> Descriptor:
         """The first differ's answer that is not "not handled"."""
+        return self._first(lambda differ: differ.compare(request))
+
+    def _first(self, call: Callable[[Differ], Descriptor]) -> Descriptor:
         error: NotHandledError | None = None
         for differ in self._differs:
             try:
-                return differ.compare(request)
+                return call(differ)
             except NotHandledError as err:
                 error = err
         assert error is not None
