@@ -32,7 +32,7 @@ from layerdiff.api.namespaces_pb2_grpc import NamespacesStub
 from layerdiff.api.status import error_from_rpc
 from layerdiff.content.remote import NAMESPACE_HEADER, RemoteStore
 from layerdiff.content.store import Store
-from layerdiff.errors import AlreadyExistsError, NotFoundError
+from layerdiff.errors import AlreadyExistsError, NotFoundError, UnavailableError
 
 log = logging.getLogger("layerdiff.content")
 
@@ -85,8 +85,8 @@ class ContainerdContent:
             target = RemoteStore(self._channel, other, self._new_lease(other))
             try:
                 writer = target.writer(f"layerdiff-publish-{digest}", info.size, digest)
-            except AlreadyExistsError:
-                continue
+            except (AlreadyExistsError, UnavailableError):
+                continue  # there already, or another call is publishing the same layer
             try:
                 if writer.offset < info.size:  # not shared: the bytes must travel
                     with contextlib.closing(source.reader(digest)) as blob:
