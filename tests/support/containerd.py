@@ -339,6 +339,25 @@ required_plugins = {_toml(_REQUIRED_PLUGINS)}
         chain = ocilayout.chain_ids([d.diff_id for d in described])
         return [self._snapshot_dir(namespace, snapshotter, i, c) for i, c in enumerate(chain)]
 
+    def pull(
+        self,
+        ref: str,
+        snapshotter: str,
+        diff_ids: Sequence[str],
+        *,
+        platform: str | None = None,
+        user: str | None = None,
+    ) -> list[Path]:
+        """Have containerd pull and unpack ``ref`` over plain HTTP into a fresh namespace;
+        its snapshot directories, bottom first (as ``unpack`` returns them)."""
+        namespace = f"pull-{next(self._namespaces)}"
+        args = ["images", "pull", "--local", "--plain-http", "--snapshotter", snapshotter]
+        args += ["--platform", platform] if platform else []
+        args += ["--user", user] if user else []
+        self.ctr(*args, ref, namespace=namespace)
+        chain = ocilayout.chain_ids(list(diff_ids))
+        return [self._snapshot_dir(namespace, snapshotter, i, c) for i, c in enumerate(chain)]
+
     def _snapshot_dir(self, namespace: str, snapshotter: str, index: int, chain_id: str) -> Path:
         key = f"layerdiff-view-{index}"
 

@@ -248,3 +248,15 @@ def push(client: RegistryClient, name: str, tag: str, image: ImageParts) -> str:
         if digest != image.manifest_digest:
             client.push_blob(name, blob)
     return client.push_manifest(name, tag, image.manifest_media_type, image.manifest)
+
+
+def push_index(
+    client: RegistryClient, name: str, tag: str, members: Sequence[ImageParts],
+    media_type: str = OCI_INDEX,
+) -> str:
+    """Push ``members`` (by digest) and an index of them (with their platforms) as
+    ``name:tag``; the index's digest."""
+    for image in members:
+        push(client, name, image.manifest_digest, image)
+    index = index_json([image.manifest_descriptor() for image in members], media_type)
+    return client.push_manifest(name, tag, media_type, index)

@@ -95,7 +95,8 @@ class TokenServer:
 
     ``users`` maps names to passwords. A known user gets every action it asks for; a
     wrong password gets 401; anonymous requests get a token granting nothing. ``issued``
-    counts the tokens given.
+    counts the tokens given. OAuth's ``POST`` form is answered 405, which tells clients
+    that try it first (containerd) to fall back to ``GET``.
     """
 
     def __init__(self, users: dict[str, str]) -> None:
@@ -126,6 +127,12 @@ class TokenServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                self.send_response(405)
+                self.send_header("Allow", "GET")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -321,11 +328,12 @@ class FlakyProxy:
     """A TCP proxy on loopback in front of ``upstream`` (``HOST:PORT``); a context manager.
 
     Faults apply to the next blob downloads (``GET /v2/.../blobs/...``), failures first:
-    ``drop_after(n)`` ends the connection after ``n`` bytes of the response body,
-    ``fail_with(status, times)`` answers the next ``times`` blob downloads with
-    ``status`` itself. ``strip_range`` hides range support by removing ``Range``
-    headers. ``ranges`` lists the ``Range`` headers blob downloads carried (``""``
-    for none).
+    ``drop_after(n)`` ends the connection after ``n`` bytes of the response body (of
+    the next download of one blob if a digest is given), ``fail_with(status, times)``
+    answers the next ``times`` blob downloads with ``status`` itself. ``strip_range``
+    hides range support by removing ``Range`` headers. ``ranges`` lists the ``Range``
+    headers blob downloads carried (``""`` for none); ``downloads`` the same with the
+    blob's digest, as ``(digest, range)``.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -335,20 +343,24 @@ class FlakyProxy:
         self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
         self.strip_range = False
         self.ranges: list[str] = []
+        self.downloads: list[tuple[str, str]] = []
         self._drop: int | None = None
+        self._drop_digest: str | None = None
         self._reset = False
         self._failures: list[bytes] = []
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._accepting = threading.Thread(target=self._accept, daemon=True)
 
-    def drop_after(self, n: int, *, reset: bool = False) -> None:
-        """Cut the next blob download after ``n`` body bytes: closed cleanly, so the client
-        gets exactly ``n`` bytes, or with a TCP reset (the client's kernel then throws away
-        what it had not read yet, so it gets ``n`` bytes at most)."""
+    def drop_after(self, n: int, *, reset: bool = False, digest: str | None = None) -> None:
+        """Cut the next blob download (of blob ``digest`` if given) after ``n`` body bytes:
+        closed cleanly, so the client gets exactly ``n`` bytes, or with a TCP reset (the
+        client's kernel then throws away what it had not read yet, so it gets ``n`` bytes
+        at most)."""
         with self._lock:
             self._drop = n
             self._reset = reset
+            self._drop_digest = digest
 
     def fail_with(self, status: int, times: int = 1, retry_after: str = "0") -> None:
         """Answer the next ``times`` blob downloads with HTTP ``status``."""
@@ -375,12 +387,15 @@ class FlakyProxy:
             drop: int | None = None
             if is_blob_get:
                 range_values = [ln for ln in lines if ln.lower().startswith(b"range:")]
+                digest = lines[0].split(b" ")[1].rpartition(b"/blobs/")[2].decode()
+                range_value = (
+                    range_values[0].split(b":", 1)[1].strip().decode() if range_values else ""
+                )
                 with self._lock:
-                    self.ranges.append(
-                        range_values[0].split(b":", 1)[1].strip().decode() if range_values else ""
-                    )
+                    self.ranges.append(range_value)
+                    self.downloads.append((digest, range_value))
                     failure = self._failures.pop(0) if self._failures else None
-                    if failure is None:
+                    if failure is None and self._drop_digest in (None, digest):
                         drop, self._drop = self._drop, None
                     reset = self._reset
                 if failure is not None:

@@ -42,6 +42,7 @@ class BlobReader:
         self._offset = 0
         self._response: Response | None = None
         self._verified = False
+        self._mismatch: str | None = None
         self._closed = False
 
     @property
@@ -56,6 +57,10 @@ class BlobReader:
             return b"".join(iter(lambda: self.read(CHUNK), b""))
         if self._closed:
             raise ValueError("read of a closed blob reader")
+        if self._mismatch is not None:
+            # Every read after a failed check fails too: a caller that reads on after
+            # the error must not take the end of the stream for a short, clean blob.
+            raise CorruptLayerError(self._mismatch)
         if self._verified or size == 0:
             return b""
         want = min(size, CHUNK)
@@ -103,9 +108,10 @@ class BlobReader:
         self._drop()
         actual = "sha256:" + self._hash.hexdigest()
         if actual != self._digest:
-            raise CorruptLayerError(
+            self._mismatch = (
                 f"{self._what}: the content's digest is {actual}, expected {self._digest}"
             )
+            raise CorruptLayerError(self._mismatch)
 
     def _drop(self) -> None:
         if self._response is not None:
