@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -11,13 +12,14 @@ from typing import BinaryIO
 from layerdiff.applier import apply_layer
 from layerdiff.cli.mount_args import add_mount_arguments, mounts_from_args
 from layerdiff.cli.output import EXIT_OK, print_descriptor
+from layerdiff.cli.progress import CountingReader, Progress, file_total
 from layerdiff.compression import Readable
 from layerdiff.config import load_config
 from layerdiff.content import LocalStore
 from layerdiff.content.ingest import VerifiedReader
 from layerdiff.diff import ApplyLimits, ApplyOptions, WhiteoutMode
 from layerdiff.differ import apply_to_mounts
-from layerdiff.errors import InvalidArgumentError, NotFoundError
+from layerdiff.errors import InvalidArgumentError, NotFoundError, SourceError
 from layerdiff.processors import ProcessorRegistry
 
 EXAMPLES = """\
@@ -123,20 +125,39 @@ def run(args: argparse.Namespace) -> int:
         limits=limits,
     )
     with contextlib.ExitStack() as stack:
-        source: str | BinaryIO | Readable
+        progress = stack.enter_context(Progress(verbose=args.verbose))
+        raw: Readable
+        total: int | None
         if args.store:
             store = stack.enter_context(LocalStore(args.store))
             reader = store.reader(args.layer)
             stack.callback(reader.close)
-            source = VerifiedReader(reader, args.layer, reader.size)
+            raw, total = VerifiedReader(reader, args.layer, reader.size), reader.size
+        elif args.layer == "-":
+            raw = sys.stdin.buffer
+            total = file_total(raw)
         else:
-            source = sys.stdin.buffer if args.layer == "-" else args.layer
+            raw = stack.enter_context(open_layer(args.layer))
+            total = file_total(raw)
+        source = CountingReader(raw, progress.task(f"apply {os.path.basename(args.layer)}", total))
         if mounts is not None:
             desc = apply_to_mounts(source, mounts, options, media_type=args.media_type)
         else:
             desc = apply_layer(source, args.dest, options, media_type=args.media_type)
     print_descriptor(desc, args.json)
     return EXIT_OK
+
+
+def open_layer(path: str) -> BinaryIO:
+    """The layer file at ``path``, open for reading; a ``LayerdiffError`` if it cannot be."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise NotFoundError(f"layer {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise InvalidArgumentError(f"layer {path!r} is a directory") from None
+    except OSError as err:
+        raise SourceError(f"cannot open layer {path!r}: {err.strerror}") from None
 
 
 def _payloads(items: list[str]) -> dict[str, bytes]:

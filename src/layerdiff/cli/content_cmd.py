@@ -78,6 +78,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     label.set_defaults(run=run_label)
     label.add_argument("digest", metavar="DIGEST")
     label.add_argument("labels", metavar="KEY=[VALUE]", nargs="*")
+    label.add_argument("--json", action="store_true", help="print the labels as a JSON object")
 
     active = actions.add_parser("active", help="list ingests in progress")
     active.set_defaults(run=run_active)
@@ -197,6 +198,9 @@ def run_label(args: argparse.Namespace) -> int:
         paths = [f"labels.{key}" for key in changes]
         changed = Info(info.digest, info.size, info.created_at, info.updated_at, wanted)
         info = store.update(changed, paths) if paths else info
+    if args.json:
+        print_json(dict(info.labels))
+        return EXIT_OK
     for key, value in sorted(info.labels.items()):
         print(f"{key}={value}")
     return EXIT_OK

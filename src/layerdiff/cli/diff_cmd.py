@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from layerdiff.cli.mount_args import add_mount_arguments, mounts_from_args
 from layerdiff.cli.output import EXIT_OK, print_descriptor
+from layerdiff.cli.progress import CountingWriter, Progress
 from layerdiff.comparer import Writable, diff_trees
 from layerdiff.compression import Compression
 from layerdiff.content import LocalStore
@@ -126,19 +127,23 @@ def run(args: argparse.Namespace) -> int:
         userxattr=args.userxattr,
     )
     produce, trees = _producer(args, options)
-    if args.store is not None:
-        labels = parse_labels(args.label)
-        with LocalStore(args.store) as store:
-            desc = commit_layer(store, produce, args.ref, labels)
-        print_descriptor(desc, args.json)
-    elif args.output == "-":
-        if sys.stdout.isatty():
-            raise InvalidArgumentError("a layer is not for a terminal: give -o FILE or a pipe")
-        desc = produce(sys.stdout.buffer)
-        print_descriptor(desc, args.json, sys.stderr)
-    else:
-        desc = _diff_to_file(produce, trees, args.output)
-        print_descriptor(desc, args.json)
+    with Progress(verbose=args.verbose) as progress:
+        meter = progress.task(f"diff {args.upper or 'mounts'}", None)
+
+        def metered(out: Writable) -> Descriptor:
+            return produce(CountingWriter(out, meter))
+
+        if args.store is not None:
+            labels = parse_labels(args.label)
+            with LocalStore(args.store) as store:
+                desc = commit_layer(store, metered, args.ref, labels)
+        elif args.output == "-":
+            if sys.stdout.isatty():
+                raise InvalidArgumentError("a layer is not for a terminal: give -o FILE or a pipe")
+            desc = metered(sys.stdout.buffer)
+        else:
+            desc = _diff_to_file(metered, trees, args.output)
+    print_descriptor(desc, args.json, sys.stderr if args.output == "-" else None)
     return EXIT_OK
 
 

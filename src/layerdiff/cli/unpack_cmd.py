@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from layerdiff.cli.output import EXIT_OK, print_json
+from layerdiff.cli.progress import MeteredImageSource, Progress
 from layerdiff.config import load_config
 from layerdiff.diff import ApplyOptions
 from layerdiff.image import MODES, Layer, open_image, parse_platform, unpack_image
@@ -101,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
             limits=config.limits.apply,
         )
     source = open_image(args.image, insecure_registry=args.insecure_registry)
-    with contextlib.closing(source):
+    with contextlib.closing(source), Progress(verbose=args.verbose) as progress:
         result = unpack_image(
-            source,
+            MeteredImageSource(source, progress),
             args.dest,
             platform=platform,
             mode=args.mode,
