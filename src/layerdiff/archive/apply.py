@@ -145,7 +145,8 @@ class Applier:
         if hdr.typeflag in (tarstream.CHAR, tarstream.BLOCKDEV) and self.proc.in_userns:
             log.warning("file %r ignored: devices cannot be created in a user namespace", hdr.name)
             return
-        if hdr.typeflag == tarstream.REG and stat.S_IFMT(hdr.mode) == stat.S_IFSOCK:
+        # Masked by hand: stat.S_IFMT overflows on a negative or huge (base-256) mode.
+        if hdr.typeflag == tarstream.REG and hdr.mode & 0o170000 == stat.S_IFSOCK:
             # tar has no socket type; socket mode bits on a file entry mean a writer
             # archived one anyway. A socket means nothing without its process: skip it.
             log.warning("file %r ignored: sockets cannot be unpacked", hdr.name)
@@ -376,8 +377,8 @@ class Applier:
             self.root.symlink(hdr.linkname, path)
             self._finish_by_name(hdr, path, chmod=False)
         elif flag in _KIND_BITS:
-            major, minor = hdr.devmajor & 0xFFFFFFFF, hdr.devminor & 0xFFFFFFFF
-            self.root.mknod(path, _KIND_BITS[flag] | mode, os.makedev(major, minor))
+            dev = _device_number(hdr.devmajor, hdr.devminor)
+            self.root.mknod(path, _KIND_BITS[flag] | mode, dev)
             self._finish_by_name(hdr, path, chmod=True)
         elif flag == tarstream.LINK:
             self._hardlink(hdr, path)
@@ -406,6 +407,8 @@ class Applier:
         """Owner and xattrs of a regular file or directory, through its open fd."""
         if self.same_owner:
             os.fchown(fd, _owner_id(hdr.uid), _owner_id(hdr.gid))
+        if not hdr.pax:
+            return  # no xattrs (saves building a generator for nearly every entry)
         for key, value in self._layer_xattrs(hdr):
             try:
                 os.setxattr(fd, key, value)
@@ -558,3 +561,13 @@ def _target_error(name: str, err: OSError) -> TargetError:
     reason = err.strerror or str(err)
     where = f" ({err.filename!r})" if err.filename and err.filename != name else ""
     return TargetError(f"tar entry {name!r}: {reason}{where}")
+
+
+def _device_number(major: int, minor: int) -> int:
+    """The device number containerd gives mknod(2) for these header fields.
+
+    Go's ``unix.Mkdev(uint32(major), uint32(minor))``, cut to the 32 bits the system
+    call takes: 12 bits of major, 20 of minor. (``os.makedev`` takes C ints and
+    overflows on fields past 2**31; glibc's mknod refuses what does not fit 32 bits.)
+    """
+    return (minor & 0xFF) | (major & 0xFFF) << 8 | (minor & 0xFFF00) << 12

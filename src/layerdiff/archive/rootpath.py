@@ -29,6 +29,11 @@ def clean(path: str) -> str:
     """Go's ``path.Clean``: lexical clean-up; ``""`` becomes ``"."``."""
     if not path:
         return "."
+    # Fast path for names that are clean already (most of a layer's): without an empty,
+    # "." or ".." component there is nothing to change. The test is conservative: names
+    # such as ".profile" take the full path.
+    if "//" not in path and "/." not in path and path[0] != "." and path[-1] != "/":
+        return path
     rooted = path.startswith("/")
     out: list[str] = []
     for part in path.split("/"):

@@ -13,6 +13,7 @@ file's bytes are never copied between decompression and ``write``.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -162,8 +163,9 @@ class TarReader:
         gnu_long_name = gnu_long_link = ""
         pax: dict[str, str] | None = None
         while True:
-            self._src.skip(self._remaining)
-            self._remaining = 0
+            if self._remaining:
+                self._src.skip(self._remaining)
+                self._remaining = 0
             if self._pad:
                 pad = self._src.read(self._pad)
                 if len(pad) < self._pad:
@@ -197,7 +199,9 @@ class TarReader:
                 hdr.linkname = gnu_long_link
             if flag == REGA:
                 hdr.typeflag = DIR if hdr.name.endswith("/") else REG
-            if hdr.typeflag == GNU_SPARSE or any(k.startswith("GNU.sparse.") for k in hdr.pax):
+            if hdr.typeflag == GNU_SPARSE or (
+                hdr.pax and any(k.startswith("GNU.sparse.") for k in hdr.pax)
+            ):
                 raise UnsupportedError(
                     f"tar entry {hdr.name!r}: GNU sparse files are not supported"
                 )
@@ -248,22 +252,24 @@ class TarReader:
 def _parse_header(block: bytes) -> TarHeader:
     fmt = _block_format(block)
     num = _NumberParser()
+    parse = num.parse
+    # Positional arguments and the empty-field checks save time on every entry.
     hdr = TarHeader(
-        name=_cstring(block[0:100]),
-        typeflag=chr(block[156]),
-        linkname=_cstring(block[157:257]),
-        size=num.parse(block[124:136]),
-        mode=num.parse(block[100:108]),
-        uid=num.parse(block[108:116]),
-        gid=num.parse(block[116:124]),
-        mtime_ns=num.parse(block[136:148]) * _NS,
+        _cstring(block[0:100]),
+        chr(block[156]),
+        _cstring(block[157:257]) if block[157] else "",
+        parse(block[100:108]),
+        parse(block[108:116]),
+        parse(block[116:124]),
+        parse(block[124:136]),
+        parse(block[136:148]) * _NS,
     )
     if fmt != "v7":
-        hdr.devmajor = num.parse(block[329:337])
-        hdr.devminor = num.parse(block[337:345])
+        hdr.devmajor = parse(block[329:337])
+        hdr.devminor = parse(block[337:345])
         prefix = ""
         if fmt == "ustar":
-            prefix = _cstring(block[345:500])
+            prefix = _cstring(block[345:500]) if block[345] else ""
         elif fmt == "star":
             prefix = _cstring(block[345:476])
             hdr.atime_ns = num.parse(block[476:488]) * _NS
@@ -287,8 +293,8 @@ def _parse_header(block: bytes) -> TarHeader:
 def _block_format(block: bytes) -> str:
     checksum_field = block[148:156]
     parser = _NumberParser()
-    stored = parser.parse_octal(checksum_field)
-    unsigned = sum(block) - sum(checksum_field) + 8 * 0x20
+    stored = parser.parse_octal(checksum_field)  # not cached: checksums rarely repeat
+    unsigned = _byte_sum(block) - sum(checksum_field) + 8 * 0x20
     if parser.failed or (stored != unsigned and stored != _signed_checksum(block, unsigned)):
         raise CorruptLayerError("invalid tar header: checksum mismatch")
     magic, version, trailer = block[257:263], block[263:265], block[508:512]
@@ -297,6 +303,16 @@ def _block_format(block: bytes) -> str:
     if magic == b"ustar " and version == b" \x00":
         return "gnu"
     return "v7"
+
+
+def _byte_sum(block: bytes) -> int:
+    """``sum(block)`` for a 512-byte block, about eight times faster.
+
+    Adler-32's low half is 1 + the byte sum modulo 65521; a 256-byte half sums to at
+    most 65280, so the modulo never applies and the C loop gives the exact sum.
+    """
+    adler32 = zlib.adler32
+    return (adler32(block[:256]) & 0xFFFF) + (adler32(block[256:]) & 0xFFFF) - 2
 
 
 def _signed_checksum(block: bytes, unsigned: int) -> int:
@@ -313,6 +329,11 @@ class _NumberParser:
         self.failed = False
 
     def parse(self, field_bytes: bytes) -> int:
+        # Mode, uid, gid and device fields repeat from entry to entry: remember them.
+        # Only octal fields are cached, so a hit never has the base-256 bit set.
+        cached = _OCTAL_CACHE.get(field_bytes)
+        if cached is not None:
+            return cached
         if field_bytes and field_bytes[0] & 0x80:
             negative = bool(field_bytes[0] & 0x40)
             inv = 0xFF if negative else 0
@@ -329,19 +350,18 @@ class _NumberParser:
                 self.failed = True
                 return 0
             return ~value if negative else value
-        return self.parse_octal(field_bytes)
-
-    def parse_octal(self, field_bytes: bytes) -> int:
-        # Mode, uid, gid and device fields repeat from entry to entry: remember them.
-        cached = _OCTAL_CACHE.get(field_bytes)
-        if cached is not None:
-            return cached
-        value = self._parse_octal(field_bytes)
+        value = self.parse_octal(field_bytes)
         if not self.failed and len(field_bytes) == 8 and len(_OCTAL_CACHE) < 4096:
             _OCTAL_CACHE[field_bytes] = value
         return value
 
-    def _parse_octal(self, field_bytes: bytes) -> int:
+    def parse_octal(self, field_bytes: bytes) -> int:
+        # Fast path: octal digits padded with NULs or spaces, as nearly every writer
+        # makes them. Go trims both ends, so the result is the same; at most 12 digits
+        # cannot overflow.
+        digits = field_bytes.rstrip(b" \x00")
+        if len(digits) <= 12 and not digits.translate(None, _OCTAL_DIGITS):
+            return int(digits, 8) if digits else 0
         text = field_bytes.strip(b" \x00")
         if not text:
             return 0
