@@ -21,6 +21,7 @@ Adaptor = Callable[[Sequence[str]], str | None]
 _QUOTES = '"/|'
 _OPERATORS = ("==", "!=", "~=")
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_DIGITS = {8: "01234567", 16: "0123456789abcdefABCDEF"}
 _FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _VALUE = re.compile(r"[^\s,]+")
 
@@ -117,6 +118,7 @@ class _Parser:
         raise self._error("unterminated quoted string")
 
     def _escape(self, quote: str) -> str:
+        start = self._pos - 1  # the backslash
         ch = self._peek()
         self._pos += 1
         if ch in _ESCAPES:
@@ -128,16 +130,19 @@ class _Parser:
             self._pos -= 1
             digits = (8, 3)
         if digits is None:
-            raise self._error(f"bad escape sequence \\{ch}")
+            # repr: the character after the backslash may be a control character.
+            raise self._error(f"bad escape sequence {self._text[start : self._pos]!r}")
         base, count = digits
         text = self._text[self._pos : self._pos + count]
         self._pos += count
+        sequence = self._text[start : self._pos]
+        # Only digits: int() would also take a sign, spaces and underscores (\x+1).
+        if len(text) != count or not all(d in _DIGITS[base] for d in text):
+            raise self._error(f"bad escape sequence {sequence!r}")
         try:
-            if len(text) != count:
-                raise ValueError(text)
             return chr(int(text, base))
-        except ValueError:
-            raise self._error(f"bad escape sequence \\{ch}{text}") from None
+        except ValueError:  # past U+10FFFF
+            raise self._error(f"bad escape sequence {sequence!r}") from None
 
     def _match(self, pattern: re.Pattern[str], what: str) -> str:
         found = pattern.match(self._text, self._pos)

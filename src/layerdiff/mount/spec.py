@@ -89,7 +89,8 @@ def mount_from_json(value: object) -> Mount:
     """The ``Mount`` of one decoded containerd ``Mount`` message (a dict)."""
     if not isinstance(value, dict):
         raise InvalidArgumentError("a mount in JSON must be an object")
-    unknown = sorted(str(k) for k in value if k not in (*_FIELDS, "options"))
+    # repr: a name may hold control characters, and the message must stay one line.
+    unknown = sorted(repr(k) for k in value if k not in (*_FIELDS, "options"))
     if unknown:
         raise InvalidArgumentError(f"mount JSON has unknown fields: {', '.join(unknown)}")
     fields = {}
