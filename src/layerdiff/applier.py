@@ -46,7 +46,7 @@ class _ReadErrors:
             raise SourceError(f"cannot read the layer: {err.strerror or err}") from None
 
 
-class _Digester:
+class Digester:
     """Counts and hashes every chunk that passes through it, up to ``limit`` bytes."""
 
     def __init__(self, chunks: Iterable[bytes], limit: int | None) -> None:
@@ -94,7 +94,7 @@ def apply_layer(
                 ProcessorChain(media_type, raw, options.processors, options.payloads)
             )
             plain = chain
-        digester = _Digester(plain, options.limits.max_layer_bytes)
+        digester = Digester(plain, options.limits.max_layer_bytes)
         prefetched = stack.enter_context(Prefetcher(iter(digester)))
         if chain is not None:
             # Stop the processors before the prefetcher: its thread may be blocked

@@ -310,10 +310,10 @@ class _Unpacker:
             except (CorruptLayerError, InvalidLayerError, UnsupportedCompressionError) as err:
                 # A damaged blob often breaks its compression or tar before its end: the
                 # digest tells whether the blob is the one the manifest names.
-                mismatch = _blob_mismatch(reader) if isinstance(reader, VerifiedReader) else None
-                raise _in_layer(mismatch or err, layer) from err
+                mismatch = blob_mismatch(reader) if isinstance(reader, VerifiedReader) else None
+                raise in_layer(mismatch or err, layer) from err
             except LayerdiffError as err:
-                raise _in_layer(err, layer) from err
+                raise in_layer(err, layer) from err
         finally:
             stream.close()
         if desc.digest != layer.diff_id:
@@ -323,7 +323,7 @@ class _Unpacker:
             )
 
 
-def _blob_mismatch(reader: VerifiedReader) -> CorruptLayerError | None:
+def blob_mismatch(reader: VerifiedReader) -> CorruptLayerError | None:
     """Read ``reader`` to its end: the error naming both digests if the blob is not the
     expected one, else ``None`` (a read error too: the caller's error stands)."""
     try:
@@ -336,7 +336,7 @@ def _blob_mismatch(reader: VerifiedReader) -> CorruptLayerError | None:
     return None
 
 
-def _in_layer(err: LayerdiffError, layer: Layer) -> LayerdiffError:
+def in_layer(err: LayerdiffError, layer: Layer) -> LayerdiffError:
     message = f"{layer.describe()}: {err}"
     try:
         return type(err)(message)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
+from layerdiff.applier import Digester
 from layerdiff.archive import tarstream
 from layerdiff.archive.tarstream import ChunkReader, TarHeader, TarReader
 from layerdiff.archive.whiteout import OPAQUE_MARKER, WHITEOUT_PREFIX, validate_whiteout_name
@@ -31,7 +32,8 @@ from layerdiff.errors import (
     UnsupportedCompressionError,
 )
 from layerdiff.image.platforms import Platform, default_platform
-from layerdiff.image.source import ImageSource, Layer
+from layerdiff.image.source import ImageSource
+from layerdiff.image.unpack import blob_mismatch, in_layer
 from layerdiff.inspect.flatten import Flattener
 from layerdiff.inspect.report import Entry, ImageReport, LayerReport
 from layerdiff.pipeline import Prefetcher
@@ -117,10 +119,10 @@ def inspect_image(
             except (CorruptLayerError, InvalidLayerError, UnsupportedCompressionError) as err:
                 # As unpack: a damaged blob often breaks before its end; its digest says
                 # whether it is the blob the manifest names.
-                mismatch = _blob_mismatch(reader) if isinstance(reader, VerifiedReader) else None
-                raise _in_layer(mismatch or err, layer) from err
+                mismatch = blob_mismatch(reader) if isinstance(reader, VerifiedReader) else None
+                raise in_layer(mismatch or err, layer) from err
             except LayerdiffError as err:
-                raise _in_layer(err, layer) from err
+                raise in_layer(err, layer) from err
         finally:
             stream.close()
         if diff_id != layer.diff_id:
@@ -197,7 +199,7 @@ def _scan(
         else:
             chain = stack.enter_context(ProcessorChain(media_type, blob, processors, payloads))
             plain = chain
-        digester = _Digester(plain, limits.max_layer_bytes)
+        digester = Digester(plain, limits.max_layer_bytes)
         prefetched = stack.enter_context(Prefetcher(iter(digester)))
         if chain is not None:
             # Stop the processors first: the prefetcher may be blocked reading them.
@@ -235,26 +237,6 @@ class _Blob:
         return "sha256:" + self._hash.hexdigest()
 
 
-class _Digester:
-    """Counts and hashes the uncompressed stream, up to ``limit`` bytes."""
-
-    def __init__(self, chunks: Iterable[bytes], limit: int | None) -> None:
-        self._chunks = chunks
-        self._limit = limit
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            self.hash.update(chunk)
-            self.size += len(chunk)
-            if self._limit is not None and self.size > self._limit:
-                raise LimitExceededError(
-                    f"the layer is larger than the limit of {self._limit} uncompressed bytes"
-                )
-            yield chunk
-
-
 def _open(source: Source, stack: contextlib.ExitStack) -> Readable:
     if not isinstance(source, (str, os.PathLike)):
         return source
@@ -282,23 +264,3 @@ def _clean(name: str) -> tuple[str, ...]:
 
 def _path(parts: tuple[str, ...]) -> str:
     return "/" + "/".join(parts)
-
-
-def _blob_mismatch(reader: VerifiedReader) -> CorruptLayerError | None:
-    """Read ``reader`` to its end: the digest error if the blob is not the expected one."""
-    try:
-        while reader.read(_CHUNK):
-            pass
-    except CorruptLayerError as err:
-        return err
-    except LayerdiffError:
-        return None
-    return None
-
-
-def _in_layer(err: LayerdiffError, layer: Layer) -> LayerdiffError:
-    message = f"{layer.describe()}: {err}"
-    try:
-        return type(err)(message)
-    except TypeError:  # a subclass with another signature
-        return LayerdiffError(message)
