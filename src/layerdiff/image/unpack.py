@@ -26,30 +26,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from layerdiff.applier import apply_layer
-from layerdiff.content.ingest import VerifiedReader
 from layerdiff.diff import ApplyOptions, WhiteoutMode
 from layerdiff.errors import (
-    CorruptLayerError,
     FailedPreconditionError,
     InvalidArgumentError,
-    InvalidLayerError,
-    LayerdiffError,
     NotFoundError,
     TargetError,
     UnavailableError,
-    UnsupportedCompressionError,
 )
 from layerdiff.image import journal as journals
 from layerdiff.image.journal import Journal
 from layerdiff.image.platforms import Platform, default_platform, normalize
 from layerdiff.image.reapply import reapplicable
 from layerdiff.image.source import Image, ImageSource, Layer
+from layerdiff.image.verify import check_diff_id, layer_blob
 
 MODES = ("flat", "snapshots")
 #: The journal's name in snapshots mode (inside DEST).
 SNAPSHOTS_JOURNAL = "layerdiff-unpack.json"
 _TMP_PREFIX = ".tmp-"
-_CHUNK = 1 << 20
 
 #: Called as ``progress(layer, status)``, status ``"skipped"`` (done by an earlier run),
 #: ``"applying"`` or ``"applied"``.
@@ -300,48 +295,9 @@ class _Unpacker:
         return tuple(dirs)
 
     def _apply(self, layer: Layer, target: str, options: ApplyOptions) -> None:
-        stream = self.source.open_layer(layer)
-        try:
-            reader = (
-                VerifiedReader(stream, layer.digest, layer.size) if layer.digest else stream
-            )
-            try:
-                desc = apply_layer(reader, target, options, media_type=layer.media_type)
-            except (CorruptLayerError, InvalidLayerError, UnsupportedCompressionError) as err:
-                # A damaged blob often breaks its compression or tar before its end: the
-                # digest tells whether the blob is the one the manifest names.
-                mismatch = blob_mismatch(reader) if isinstance(reader, VerifiedReader) else None
-                raise in_layer(mismatch or err, layer) from err
-            except LayerdiffError as err:
-                raise in_layer(err, layer) from err
-        finally:
-            stream.close()
-        if desc.digest != layer.diff_id:
-            raise CorruptLayerError(
-                f"{layer.describe()}: its diffID is {desc.digest}, "
-                f"the image config expects {layer.diff_id}"
-            )
-
-
-def blob_mismatch(reader: VerifiedReader) -> CorruptLayerError | None:
-    """Read ``reader`` to its end: the error naming both digests if the blob is not the
-    expected one, else ``None`` (a read error too: the caller's error stands)."""
-    try:
-        while reader.read(_CHUNK):
-            pass
-    except CorruptLayerError as err:
-        return err
-    except LayerdiffError:
-        return None
-    return None
-
-
-def in_layer(err: LayerdiffError, layer: Layer) -> LayerdiffError:
-    message = f"{layer.describe()}: {err}"
-    try:
-        return type(err)(message)
-    except TypeError:  # a subclass with another signature
-        return LayerdiffError(message)
+        with layer_blob(self.source, layer) as blob:
+            desc = apply_layer(blob, target, options, media_type=layer.media_type)
+        check_diff_id(layer, desc.digest)
 
 
 def _mount_options(dest: str, dirs: tuple[str, ...], options: ApplyOptions | None) -> str:

@@ -19,21 +19,16 @@ from layerdiff.archive import tarstream
 from layerdiff.archive.tarstream import ChunkReader, TarHeader, TarReader
 from layerdiff.archive.whiteout import OPAQUE_MARKER, WHITEOUT_PREFIX, validate_whiteout_name
 from layerdiff.compression import Readable, decompressed_chunks
-from layerdiff.content.ingest import VerifiedReader
 from layerdiff.diff import ApplyLimits
 from layerdiff.errors import (
-    CorruptLayerError,
     InvalidArgumentError,
-    InvalidLayerError,
-    LayerdiffError,
     LimitExceededError,
     NotFoundError,
     SourceError,
-    UnsupportedCompressionError,
 )
 from layerdiff.image.platforms import Platform, default_platform
 from layerdiff.image.source import ImageSource
-from layerdiff.image.unpack import blob_mismatch, in_layer
+from layerdiff.image.verify import check_diff_id, layer_blob
 from layerdiff.inspect.flatten import Flattener
 from layerdiff.inspect.report import Entry, ImageReport, LayerReport
 from layerdiff.pipeline import Prefetcher
@@ -107,29 +102,13 @@ def inspect_image(
     reports = []
     for layer in image.layers:
         scanner = _Scanner(flat, layer.index, counter or _Counts())
-        stream = source.open_layer(layer)
-        try:
-            reader = VerifiedReader(stream, layer.digest, layer.size) if layer.digest else stream
+        with layer_blob(source, layer) as reader:
             blob = _Blob(reader, hashing=layer.digest is None)
-            try:
-                diff_id, size = _scan(
-                    blob, scanner, layer.media_type, processors=processors, payloads=None,
-                    limits=limits,
-                )
-            except (CorruptLayerError, InvalidLayerError, UnsupportedCompressionError) as err:
-                # As unpack: a damaged blob often breaks before its end; its digest says
-                # whether it is the blob the manifest names.
-                mismatch = blob_mismatch(reader) if isinstance(reader, VerifiedReader) else None
-                raise in_layer(mismatch or err, layer) from err
-            except LayerdiffError as err:
-                raise in_layer(err, layer) from err
-        finally:
-            stream.close()
-        if diff_id != layer.diff_id:
-            raise CorruptLayerError(
-                f"{layer.describe()}: its diffID is {diff_id}, "
-                f"the image config expects {layer.diff_id}"
+            diff_id, size = _scan(
+                blob, scanner, layer.media_type, processors=processors, payloads=None,
+                limits=limits,
             )
+        check_diff_id(layer, diff_id)
         reports.append(LayerReport(
             layer.describe(), layer.media_type, layer.digest or blob.digest(), blob.size,
             diff_id, size, scanner.entries, index=layer.index,
