@@ -12,6 +12,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from layerdiff.archive.apply import Applier
@@ -46,7 +47,7 @@ class _ReadErrors:
             raise SourceError(f"cannot read the layer: {err.strerror or err}") from None
 
 
-class Digester:
+class _Digester:
     """Counts and hashes every chunk that passes through it, up to ``limit`` bytes."""
 
     def __init__(self, chunks: Iterable[bytes], limit: int | None) -> None:
@@ -84,17 +85,54 @@ def apply_layer(
     options = options or ApplyOptions()
     _check_dest(dest)
     with contextlib.ExitStack() as stack:
-        raw = _ReadErrors(_open_source(source, stack))
+        layer = stack.enter_context(
+            layer_tar(open_source(source, stack), media_type, options)
+        )
+        try:
+            root = FsRoot(dest)
+        except OSError as err:
+            raise TargetError(f"cannot open target {os.fspath(dest)!r}: {err.strerror}") from None
+        stack.callback(root.close)
+        Applier(root, options).apply(layer.tar)
+        return layer.finish()
+
+
+@dataclass
+class LayerTar:
+    """A layer's tar stream being read: its entries, and its digest once finished."""
+
+    tar: TarReader
+    _chunks: ChunkReader
+    _digester: _Digester
+
+    def finish(self) -> Descriptor:
+        """Read what follows the end of the archive (the diffID covers it too) and
+        return the descriptor of the whole uncompressed stream."""
+        self._chunks.drain()
+        digest = "sha256:" + self._digester.hash.hexdigest()
+        return Descriptor(MEDIA_TYPE_LAYER, digest, self._digester.size)
+
+
+@contextlib.contextmanager
+def layer_tar(
+    raw: Readable, media_type: str | None, options: ApplyOptions
+) -> Iterator[LayerTar]:
+    """The tar stream of the layer read from ``raw``: through the stream processors
+    ``media_type`` picks (or the compression detected from the first bytes), decoded and
+    hashed on a second thread, within ``options.limits``; ``options.cancel`` stops the
+    processors at once."""
+    with contextlib.ExitStack() as stack:
+        source = _ReadErrors(raw)
         plain: Iterable[bytes]
         chain = None
         if media_type is None:
-            plain = decompressed_chunks(raw)
+            plain = decompressed_chunks(source)
         else:
             chain = stack.enter_context(
-                ProcessorChain(media_type, raw, options.processors, options.payloads)
+                ProcessorChain(media_type, source, options.processors, options.payloads)
             )
             plain = chain
-        digester = Digester(plain, options.limits.max_layer_bytes)
+        digester = _Digester(plain, options.limits.max_layer_bytes)
         prefetched = stack.enter_context(Prefetcher(iter(digester)))
         if chain is not None:
             # Stop the processors before the prefetcher: its thread may be blocked
@@ -104,14 +142,7 @@ def apply_layer(
                 # A processor that stops reading would block the prefetcher's read.
                 stack.callback(options.cancel.add_callback(chain.close))
         chunks = ChunkReader(iter(prefetched))
-        try:
-            root = FsRoot(dest)
-        except OSError as err:
-            raise TargetError(f"cannot open target {os.fspath(dest)!r}: {err.strerror}") from None
-        stack.callback(root.close)
-        Applier(root, options).apply(TarReader(chunks, options.limits.max_header_bytes))
-        chunks.drain()
-    return Descriptor(MEDIA_TYPE_LAYER, "sha256:" + digester.hash.hexdigest(), digester.size)
+        yield LayerTar(TarReader(chunks, options.limits.max_header_bytes), chunks, digester)
 
 
 def _check_dest(dest: str | os.PathLike[str]) -> None:
@@ -123,12 +154,15 @@ def _check_dest(dest: str | os.PathLike[str]) -> None:
         raise InvalidArgumentError(f"target {os.fspath(dest)!r} is not a directory")
 
 
-def _open_source(source: Source, stack: contextlib.ExitStack) -> Readable:
-    if isinstance(source, (str, os.PathLike)):
-        try:
-            return stack.enter_context(open(source, "rb"))
-        except FileNotFoundError:
-            raise NotFoundError(f"layer {os.fspath(source)!r} does not exist") from None
-        except IsADirectoryError:
-            raise InvalidArgumentError(f"layer {os.fspath(source)!r} is a directory") from None
-    return source
+def open_source(source: Source, stack: contextlib.ExitStack) -> Readable:
+    """``source`` itself, or the file it names opened for reading (closed by ``stack``)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return source
+    try:
+        return stack.enter_context(open(source, "rb"))
+    except FileNotFoundError:
+        raise NotFoundError(f"layer {os.fspath(source)!r} does not exist") from None
+    except IsADirectoryError:
+        raise InvalidArgumentError(f"layer {os.fspath(source)!r} is a directory") from None
+    except OSError as err:
+        raise SourceError(f"cannot open layer {os.fspath(source)!r}: {err.strerror}") from None

@@ -11,28 +11,24 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
-from layerdiff.applier import Digester
+from layerdiff.applier import layer_tar, open_source
 from layerdiff.archive import tarstream
-from layerdiff.archive.tarstream import ChunkReader, TarHeader, TarReader
+from layerdiff.archive.tarstream import TarHeader
 from layerdiff.archive.whiteout import OPAQUE_MARKER, WHITEOUT_PREFIX, validate_whiteout_name
-from layerdiff.compression import Readable, decompressed_chunks
-from layerdiff.diff import ApplyLimits
+from layerdiff.compression import Readable
+from layerdiff.diff import ApplyLimits, ApplyOptions
 from layerdiff.errors import (
-    InvalidArgumentError,
     LimitExceededError,
-    NotFoundError,
-    SourceError,
 )
 from layerdiff.image.platforms import Platform, default_platform
 from layerdiff.image.source import ImageSource
 from layerdiff.image.verify import check_diff_id, layer_blob
 from layerdiff.inspect.flatten import Flattener
 from layerdiff.inspect.report import Entry, ImageReport, LayerReport
-from layerdiff.pipeline import Prefetcher
-from layerdiff.processors import ProcessorChain, ProcessorRegistry
+from layerdiff.processors import ProcessorRegistry
 
 Source = str | os.PathLike[str] | Readable
 
@@ -76,7 +72,7 @@ def inspect_layer(
     names the source in the report (default: the path, or ``-``).
     """
     with contextlib.ExitStack() as stack:
-        blob = _Blob(_open(source, stack), hashing=True)
+        blob = _Blob(open_source(source, stack), hashing=True)
         scanner = _Scanner(None, 0, counter or _Counts())
         diff_id, size = _scan(
             blob, scanner, media_type, processors=processors, payloads=payloads, limits=limits
@@ -170,31 +166,18 @@ def _scan(
 ) -> tuple[str, int]:
     """Feed the layer's headers to ``scanner``; returns the diffID and the tar's size."""
     limits = limits or ApplyLimits()
-    with contextlib.ExitStack() as stack:
-        plain: Iterable[bytes]
-        chain = None
-        if media_type is None:
-            plain = decompressed_chunks(blob)
-        else:
-            chain = stack.enter_context(ProcessorChain(media_type, blob, processors, payloads))
-            plain = chain
-        digester = Digester(plain, limits.max_layer_bytes)
-        prefetched = stack.enter_context(Prefetcher(iter(digester)))
-        if chain is not None:
-            # Stop the processors first: the prefetcher may be blocked reading them.
-            stack.callback(chain.close)
-        chunks = ChunkReader(iter(prefetched))
-        tar = TarReader(chunks, limits.max_header_bytes)
-        while (hdr := tar.next()) is not None:
+    options = ApplyOptions(processors=processors, payloads=payloads or {}, limits=limits)
+    with layer_tar(blob, media_type, options) as layer:
+        while (hdr := layer.tar.next()) is not None:
             scanner.add(hdr)
             if limits.max_entries is not None and len(scanner.entries) > limits.max_entries:
                 raise LimitExceededError(f"the layer has more than {limits.max_entries} entries")
-        chunks.drain()
-    return "sha256:" + digester.hash.hexdigest(), digester.size
+        desc = layer.finish()
+    return desc.digest, desc.size
 
 
 class _Blob:
-    """The blob as read: its size, its digest if asked, its I/O errors as ``SourceError``."""
+    """The blob as read: its size, and its digest if asked."""
 
     def __init__(self, raw: Readable, *, hashing: bool) -> None:
         self._raw = raw
@@ -202,10 +185,7 @@ class _Blob:
         self.size = 0
 
     def read(self, size: int = -1, /) -> bytes:
-        try:
-            data = self._raw.read(size)
-        except OSError as err:
-            raise SourceError(f"cannot read the layer: {err.strerror or err}") from None
+        data = self._raw.read(size)  # its I/O errors become SourceError in layer_tar
         self.size += len(data)
         if self._hash is not None:
             self._hash.update(data)
@@ -214,19 +194,6 @@ class _Blob:
     def digest(self) -> str:
         assert self._hash is not None
         return "sha256:" + self._hash.hexdigest()
-
-
-def _open(source: Source, stack: contextlib.ExitStack) -> Readable:
-    if not isinstance(source, (str, os.PathLike)):
-        return source
-    try:
-        return stack.enter_context(open(source, "rb"))
-    except FileNotFoundError:
-        raise NotFoundError(f"layer {os.fspath(source)!r} does not exist") from None
-    except IsADirectoryError:
-        raise InvalidArgumentError(f"layer {os.fspath(source)!r} is a directory") from None
-    except OSError as err:
-        raise SourceError(f"cannot open layer {os.fspath(source)!r}: {err.strerror}") from None
 
 
 def _clean(name: str) -> tuple[str, ...]:
