@@ -10,17 +10,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from layerdiff.applier import apply_layer
+from layerdiff.cli.config_args import layer_settings
 from layerdiff.cli.mount_args import add_mount_arguments, mounts_from_args
 from layerdiff.cli.output import EXIT_OK, print_descriptor
 from layerdiff.cli.progress import CountingReader, Progress, file_total
 from layerdiff.compression import Readable
-from layerdiff.config import load_config
 from layerdiff.content import LocalStore
 from layerdiff.content.ingest import VerifiedReader
-from layerdiff.diff import ApplyLimits, ApplyOptions, WhiteoutMode
+from layerdiff.diff import ApplyOptions, WhiteoutMode
 from layerdiff.differ import apply_to_mounts
 from layerdiff.errors import InvalidArgumentError, NotFoundError, SourceError
-from layerdiff.processors import ProcessorRegistry
 
 EXAMPLES = """\
 examples:
@@ -110,11 +109,7 @@ def run(args: argparse.Namespace) -> int:
     mounts = mounts_from_args(args)
     if (mounts is None) == (args.dest is None):
         raise InvalidArgumentError("give either DEST or --mount/--mounts-json")
-    processors, limits = None, ApplyLimits()
-    if args.config:
-        config = load_config(args.config)
-        processors = ProcessorRegistry.from_config(config.stream_processors)
-        limits = config.limits.apply
+    processors, limits = layer_settings(args.config)
     options = ApplyOptions(
         mode=WhiteoutMode(args.mode),
         userxattr=args.userxattr,

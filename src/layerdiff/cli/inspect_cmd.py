@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from layerdiff.cli.apply_cmd import open_layer
+from layerdiff.cli.config_args import layer_settings
 from layerdiff.cli.output import (
     EXIT_OK,
     fit,
@@ -21,8 +22,6 @@ from layerdiff.cli.output import (
 from layerdiff.cli.progress import CountingReader, MeteredImageSource, Progress, file_total
 from layerdiff.cli.progress import human_bytes as hb
 from layerdiff.compression import DETECT_SIZE, Compression, detect
-from layerdiff.config import load_config
-from layerdiff.diff import ApplyLimits
 from layerdiff.errors import (
     CorruptLayerError,
     InvalidArgumentError,
@@ -43,7 +42,6 @@ from layerdiff.inspect import (
     largest,
     layer_json,
 )
-from layerdiff.processors import ProcessorRegistry
 
 EXAMPLES = """\
 LAYER is a layer blob (tar, tar+gzip, tar+zstd; - for standard input); IMAGE is any form
@@ -124,11 +122,7 @@ def _count(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Inspect the layer or image the arguments name."""
-    processors, limits = None, ApplyLimits()
-    if args.config:
-        config = load_config(args.config)
-        processors = ProcessorRegistry.from_config(config.stream_processors)
-        limits = config.limits.apply
+    processors, limits = layer_settings(args.config)
     with Progress(verbose=args.verbose) as progress:
         image = _as_image(args)
         if image is None:

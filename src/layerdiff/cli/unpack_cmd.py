@@ -6,12 +6,11 @@ import argparse
 import contextlib
 import logging
 
+from layerdiff.cli.config_args import layer_settings
 from layerdiff.cli.output import EXIT_OK, print_json
 from layerdiff.cli.progress import MeteredImageSource, Progress
-from layerdiff.config import load_config
 from layerdiff.diff import ApplyOptions
 from layerdiff.image import MODES, Layer, open_image, parse_platform, unpack_image
-from layerdiff.processors import ProcessorRegistry
 
 log = logging.getLogger("layerdiff.unpack")
 
@@ -92,15 +91,11 @@ def _progress(layer: Layer, status: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Unpack the image the arguments name."""
     platform = parse_platform(args.platform) if args.platform else None
-    options = ApplyOptions(userxattr=args.userxattr, strict_oci=args.strict_oci)
-    if args.config:
-        config = load_config(args.config)
-        options = ApplyOptions(
-            userxattr=args.userxattr,
-            strict_oci=args.strict_oci,
-            processors=ProcessorRegistry.from_config(config.stream_processors),
-            limits=config.limits.apply,
-        )
+    processors, limits = layer_settings(args.config)
+    options = ApplyOptions(
+        userxattr=args.userxattr, strict_oci=args.strict_oci, processors=processors,
+        limits=limits,
+    )
     source = open_image(args.image, insecure_registry=args.insecure_registry)
     with contextlib.closing(source), Progress(verbose=args.verbose) as progress:
         result = unpack_image(

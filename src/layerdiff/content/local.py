@@ -29,6 +29,7 @@ from pathlib import Path
 from layerdiff.content.filters import parse_filters
 from layerdiff.content.labels import LabelDB, validate_labels
 from layerdiff.content.store import Info, Status
+from layerdiff.durable import sync_dir
 from layerdiff.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -315,7 +316,7 @@ class LocalStore:
             os.utime(data, ns=(now, now))
             os.chmod(data, stat.S_IMODE(os.stat(data).st_mode) & ~0o333)
             os.rename(data, target)
-            _fsync_dir(target.parent)
+            sync_dir(target.parent)
         except OSError as err:
             raise TargetError(f"cannot commit {digest}: {err.strerror or err}") from None
         shutil.rmtree(ingest, ignore_errors=True)
@@ -475,14 +476,6 @@ def _flock(fd: int, ref: str) -> None:
         if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             raise UnavailableError(f"ingest {ref!r} is held by another writer") from None
         raise
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")

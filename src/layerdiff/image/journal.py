@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from layerdiff.durable import sync_dir
 from layerdiff.errors import FailedPreconditionError, TargetError
 
 _VERSION = 1
@@ -95,15 +96,6 @@ def remove(path: str) -> None:
     """Delete the journal at ``path`` if there is one."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def sync_dir(path: str) -> None:
-    """fsync a directory: its entries (a rename, a new file) reach the disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sync_filesystem(path: str) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from layerdiff.applier import apply_layer
 from layerdiff.diff import ApplyOptions, WhiteoutMode
+from layerdiff.durable import sync_dir
 from layerdiff.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -284,7 +285,7 @@ class _Unpacker:
                 raise
             journals.sync_filesystem(tmp)
             _fs(os.rename, tmp, final)
-            journals.sync_dir(self.dest)
+            sync_dir(self.dest)
             self.state.done = layer.index + 1
             self._save()
             self.progress(layer, "applied")
