@@ -1,4 +1,5 @@
-"""Fixtures shared by the tests: the real containerd daemon used as an oracle."""
+"""Fixtures shared by the tests: the real containerd daemon used as an oracle, and the
+``layerdiff`` command run in-process."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from layerdiff import cli
 from tests.support import containerd as ctrd
+from tests.support.cli import Run
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +28,15 @@ def containerd() -> Iterator[ctrd.Containerd]:
         pytest.skip(message)
     with ctrd.Containerd() as daemon:
         yield daemon
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    """``layerdiff ARGS...`` in-process: (exit code, stdout, stderr)."""
+
+    def call(*args: str) -> tuple[int, str, str]:
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call

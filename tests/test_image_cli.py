@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from layerdiff import cli
 from layerdiff.registry import RegistryClient
 from tests.support import images
+from tests.support.cli import Run
 from tests.support.layers import gzip, layer
 from tests.support.ocilayout import goarch
 from tests.support.registry import Registry, require_binary
@@ -19,19 +19,6 @@ from tests.support.tree import diff_trees, snapshot_tree
 LAYERS = [gzip(layer(("dir", "etc/"), ("file", "etc/motd", {"data": b"hi"}))),
           layer(("file", "etc/.wh.motd"), ("file", "top", {"data": b"t"}))]
 
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    """``layerdiff ARGS...`` in-process: (exit code, stdout, stderr)."""
-
-    def call(*args: str) -> tuple[int, str, str]:
-        code = cli.main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
 
 
 @pytest.fixture

@@ -5,21 +5,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from layerdiff import cli
 from layerdiff.cli.inspect_cmd import _tree
 from layerdiff.cli.output import print_table
 from layerdiff.errors import CorruptLayerError, InvalidLayerError
 from layerdiff.image import open_image
 from layerdiff.inspect import Flattener, inspect_image, inspect_layer
 from tests.support import images
+from tests.support.cli import Run
 from tests.support.layers import gzip, layer, zstd
-
-Run = Callable[..., tuple[int, str, str]]
 
 #: A base layer: usrmerge, a file in /etc, a cache directory.
 BASE = gzip(layer(
@@ -49,18 +46,6 @@ LAYER_KEYS = {
     "changes", "kinds", "file_bytes", "removed_bytes", "wasted_bytes", "deleted", "opaque",
     "largest", "directories",
 }
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    """``layerdiff ARGS...`` in-process: (exit code, stdout, stderr)."""
-
-    def call(*args: str) -> tuple[int, str, str]:
-        code = cli.main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
 
 
 def test_a_layer_alone(run: Run, tmp_path: Path) -> None:
