@@ -28,13 +28,12 @@ import grpc
 import pytest
 
 from layerdiff import apply_layer
-from layerdiff.api import descriptor_pb2, diff_pb2, mount_pb2
+from layerdiff.api import descriptor_pb2, diff_pb2
 from layerdiff.config import parse_config
 from layerdiff.content import LocalStore
-from layerdiff.content.ingest import unique_ref, write_blob
 from layerdiff.oci import MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP
 from tests.support.layers import gzip, layer
-from tests.support.serve import LayerdiffServer
+from tests.support.serve import LayerdiffServer, bind, put
 from tests.support.tree import diff_trees, snapshot_tree
 
 #: What the third party's differ applies itself.
@@ -162,16 +161,6 @@ key = {KEY}
     with server, LocalStore(store) as local:
         yield Served(server, local, journal)
         assert server.stop() == 0
-
-
-def put(store: LocalStore, blob: bytes, media_type: str) -> descriptor_pb2.Descriptor:
-    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    write_blob(store, unique_ref("test"), io.BytesIO(blob), size=len(blob), digest=digest)
-    return descriptor_pb2.Descriptor(media_type=media_type, digest=digest, size=len(blob))
-
-
-def bind(path: Path, *options: str) -> mount_pb2.Mount:
-    return mount_pb2.Mount(type="bind", source=str(path), options=["rbind", *options])
 
 
 def journal(s: Served) -> list[dict[str, object]]:

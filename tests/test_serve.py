@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from layerdiff import apply_layer
 from layerdiff.api import descriptor_pb2, diff_pb2, diff_pb2_grpc, mount_pb2
 from layerdiff.content import LocalStore
-from layerdiff.content.ingest import unique_ref, write_blob
+from layerdiff.content.ingest import unique_ref
 from layerdiff.content.remote import NAMESPACE_HEADER
 from layerdiff.oci import (
     LABEL_UNCOMPRESSED,
@@ -42,7 +42,7 @@ from layerdiff.oci import (
 )
 from layerdiff.server import DIFF_SERVICE_NAME
 from tests.support.layers import gzip, layer, zstd
-from tests.support.serve import LayerdiffServer
+from tests.support.serve import LayerdiffServer, bind, put
 from tests.support.tree import diff_trees, merged_view, snapshot_tree
 
 pytestmark = pytest.mark.root
@@ -169,17 +169,6 @@ def own() -> Iterator[list[Served]]:
     for s in started:
         s.store.close()
         s.server.stop()
-
-
-def put(store: LocalStore, blob: bytes, media_type: str) -> descriptor_pb2.Descriptor:
-    """Store ``blob``; its descriptor as a message."""
-    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    write_blob(store, unique_ref("test"), io.BytesIO(blob), size=len(blob), digest=digest)
-    return descriptor_pb2.Descriptor(media_type=media_type, digest=digest, size=len(blob))
-
-
-def bind(path: Path, *options: str) -> mount_pb2.Mount:
-    return mount_pb2.Mount(type="bind", source=str(path), options=["rbind", *options])
 
 
 def label(name: str) -> dict[str, any_pb2.Any]:

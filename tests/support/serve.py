@@ -4,6 +4,8 @@ that use it as containerd's differ."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import os
 import signal
@@ -17,7 +19,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from layerdiff.api import diff_pb2_grpc
+from layerdiff.api import descriptor_pb2, diff_pb2_grpc, mount_pb2
+from layerdiff.content.ingest import unique_ref, write_blob
+from layerdiff.content.local import LocalStore
 
 STARTUP_TIMEOUT = 30.0
 
@@ -153,3 +157,15 @@ class LayerdiffServer:
             if stat[stat.rindex(")") + 2 :].split()[1] == str(self.pid):
                 found.add(int(entry))
         return found
+
+
+def put(store: LocalStore, blob: bytes, media_type: str) -> descriptor_pb2.Descriptor:
+    """Store ``blob``; its descriptor as a message."""
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    write_blob(store, unique_ref("test"), io.BytesIO(blob), size=len(blob), digest=digest)
+    return descriptor_pb2.Descriptor(media_type=media_type, digest=digest, size=len(blob))
+
+
+def bind(path: Path, *options: str) -> mount_pb2.Mount:
+    """A bind mount of ``path`` as a message."""
+    return mount_pb2.Mount(type="bind", source=str(path), options=["rbind", *options])
