@@ -7,9 +7,8 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import BinaryIO
 
-from layerdiff.applier import apply_layer
+from layerdiff.applier import apply_layer, open_source
 from layerdiff.cli.config_args import layer_settings
 from layerdiff.cli.mount_args import add_mount_arguments, mounts_from_args
 from layerdiff.cli.output import EXIT_OK, print_descriptor
@@ -19,7 +18,7 @@ from layerdiff.content import LocalStore
 from layerdiff.content.ingest import VerifiedReader
 from layerdiff.diff import ApplyOptions, WhiteoutMode
 from layerdiff.differ import apply_to_mounts
-from layerdiff.errors import InvalidArgumentError, NotFoundError, SourceError
+from layerdiff.errors import InvalidArgumentError, NotFoundError
 
 EXAMPLES = """\
 examples:
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             raw = sys.stdin.buffer
             total = file_total(raw)
         else:
-            raw = stack.enter_context(open_layer(args.layer))
+            raw = open_source(args.layer, stack)
             total = file_total(raw)
         source = CountingReader(raw, progress.task(f"apply {os.path.basename(args.layer)}", total))
         if mounts is not None:
@@ -141,18 +140,6 @@ def run(args: argparse.Namespace) -> int:
             desc = apply_layer(source, args.dest, options, media_type=args.media_type)
     print_descriptor(desc, args.json)
     return EXIT_OK
-
-
-def open_layer(path: str) -> BinaryIO:
-    """The layer file at ``path``, open for reading; a ``LayerdiffError`` if it cannot be."""
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise NotFoundError(f"layer {path!r} does not exist") from None
-    except IsADirectoryError:
-        raise InvalidArgumentError(f"layer {path!r} is a directory") from None
-    except OSError as err:
-        raise SourceError(f"cannot open layer {path!r}: {err.strerror}") from None
 
 
 def _payloads(items: list[str]) -> dict[str, bytes]:

@@ -7,9 +7,8 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import BinaryIO
 
-from layerdiff.cli.apply_cmd import open_layer
+from layerdiff.applier import open_source
 from layerdiff.cli.config_args import layer_settings
 from layerdiff.cli.output import (
     EXIT_OK,
@@ -21,7 +20,7 @@ from layerdiff.cli.output import (
 )
 from layerdiff.cli.progress import CountingReader, MeteredImageSource, Progress, file_total
 from layerdiff.cli.progress import human_bytes as hb
-from layerdiff.compression import DETECT_SIZE, Compression, detect
+from layerdiff.compression import DETECT_SIZE, Compression, Readable, detect
 from layerdiff.errors import (
     CorruptLayerError,
     InvalidArgumentError,
@@ -152,10 +151,10 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _open(source: str, stack: contextlib.ExitStack) -> BinaryIO:
+def _open(source: str, stack: contextlib.ExitStack) -> Readable:
     if source == "-":
         return sys.stdin.buffer
-    return stack.enter_context(open_layer(source))
+    return open_source(source, stack)
 
 
 def _as_image(args: argparse.Namespace) -> ImageSource | None:
