@@ -80,21 +80,12 @@ class CancelToken:
             except Exception:  # one failing callback must not keep the others from running
                 log.exception("a cancel callback failed")
 
-    @property
-    def cancelled(self) -> bool:
-        """Whether the work should stop (cancelled or past the deadline)."""
-        return self._event.is_set() or self._expired()
-
     def check(self) -> None:
         """Raise ``CanceledError`` or ``DeadlineExceededError`` if the work should stop."""
         if self._event.is_set():
             raise CanceledError("the call was cancelled")
         if self._expired():
             raise DeadlineExceededError("the call ran past its deadline")
-
-    def remaining(self) -> float | None:
-        """Seconds until the deadline, if there is one."""
-        return None if self._deadline is None else self._deadline - time.monotonic()
 
     def _expired(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline

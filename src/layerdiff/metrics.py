@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
 
 from layerdiff.errors import InvalidArgumentError, TargetError
@@ -57,10 +57,6 @@ class Metrics:
         self.calls.labels(method, code).inc()
         if size:
             self.bytes.labels(method).inc(size)
-
-    def text(self) -> bytes:
-        """The metrics in Prometheus's text exposition format."""
-        return generate_latest(self.registry)
 
     def serve_http(self, address: str) -> None:
         """Serve ``/metrics`` over HTTP on ``HOST:PORT`` (a daemon thread)."""
