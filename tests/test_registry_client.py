@@ -3,6 +3,7 @@ anonymous: push then pull blobs and manifests, indexes, 404s, tampered content."
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -18,13 +19,13 @@ from layerdiff.errors import (
     NotFoundError,
     SourceError,
 )
+from layerdiff.image.registry import RegistryBlobs
 from layerdiff.oci import Descriptor
 from layerdiff.registry import (
     MEDIA_TYPE_DOCKER_MANIFEST,
     MEDIA_TYPE_OCI_INDEX,
     MEDIA_TYPE_OCI_MANIFEST,
     RegistryClient,
-    RegistryStore,
     parse_reference,
 )
 from layerdiff.registry.blob import CHUNK
@@ -270,7 +271,7 @@ def test_store_walks_an_image(registry: Registry, client: RegistryClient) -> Non
         }
     ).encode()
     client.push_manifest("test/store", "multi", MEDIA_TYPE_OCI_INDEX, index)
-    store = RegistryStore(parse_reference(f"{registry.host}/test/store:multi"), client)
+    store = RegistryBlobs(client, parse_reference(f"{registry.host}/test/store:multi"))
     assert store.name == f"registry:{registry.host}/test/store:multi"
     top = store.top()
     assert (top.media_type, top.digest) == (MEDIA_TYPE_OCI_INDEX, digest_of(index))
@@ -290,6 +291,6 @@ def test_store_walks_an_image(registry: Registry, client: RegistryClient) -> Non
     desc = Descriptor(blob["mediaType"], blob["digest"], blob["size"])
     with pytest.raises(LimitExceededError):
         store.read(desc, 100)
-    with store.open(desc) as reader:
+    with contextlib.closing(store.open(desc)) as reader:
         assert reader.read() == layer
     store.close()

@@ -14,7 +14,6 @@ from layerdiff.registry.client import (
     RegistryClient,
 )
 from layerdiff.registry.reference import Reference, parse_reference
-from layerdiff.registry.store import RegistryStore
 
 __all__ = [
     "DOCKER_CONFIG",
@@ -29,7 +28,6 @@ __all__ = [
     "PermissionDeniedError",
     "Reference",
     "RegistryClient",
-    "RegistryStore",
     "docker_credentials",
     "parse_reference",
 ]
