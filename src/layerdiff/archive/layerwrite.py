@@ -24,6 +24,7 @@ settled at the end: such a group is written again, data first, after the walk.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterable
@@ -131,9 +132,14 @@ class LayerWriter:
         self._include_parents(entry.name)
         if entry.typeflag == DIR:
             self._added_dirs.add(change.path)
+        if entry.typeflag != REG or not entry.size:
+            self._tar.add(entry, ())
+            return
         tree = change.tree or self._upper
-        data = tree.read(change.path) if entry.typeflag == REG and entry.size else ()
-        self._tar.add(entry, data)
+        # Closed here, not when the error's traceback lets go of the generator: its open
+        # file would keep the temporary mount busy while the error unmounts it.
+        with contextlib.closing(tree.read(change.path)) as data:
+            self._tar.add(entry, data)
 
     def _add_link(self, entry: TarEntry, source: str) -> None:
         self._include_parents(entry.name)
