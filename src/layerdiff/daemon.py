@@ -6,7 +6,8 @@ Built-in plugins (``type.id``):
 - ``layerdiff.content.local`` and ``layerdiff.content.containerd``: where served calls
   read and write blobs (``[content] source`` picks one);
 - ``layerdiff.differ.walking``: layerdiff's differ, with the configured stream processors
-  and every ``layerdiff.stream-processor`` plugin;
+  and every ``layerdiff.stream-processor`` plugin; it first cleans up the temporary
+  mounts a killed server left under an explicit ``[mounts] temp_root``;
 - ``layerdiff.service.diff``: the differs in the order of its ``default`` key (as
   containerd's ``io.containerd.service.v1.diff-service``).
 """
@@ -19,6 +20,7 @@ from layerdiff.config import Config
 from layerdiff.diff import ApplyOptions
 from layerdiff.differ.walking import WalkingDiffer
 from layerdiff.errors import InvalidArgumentError
+from layerdiff.mount.temp import cleanup_temp_mounts
 from layerdiff.plugins import (
     CONTENT,
     DIFFER,
@@ -48,6 +50,10 @@ def builtin_plugins(config: Config) -> list[Registration]:
         registry = ProcessorRegistry.from_config(config.stream_processors)
         for handler in ctx.get_all(STREAM_PROCESSOR).values():
             registry.register(cast(Handler, handler))
+        if config.mounts.temp_root:
+            # What a killed server left mounted there. Only a root of its own: the
+            # default one is shared with every other layerdiff process.
+            cleanup_temp_mounts(config.mounts.temp_root)
         return WalkingDiffer(registry, temp_root=config.mounts.temp_root,
                              apply_options=ApplyOptions(limits=config.limits.apply))
 

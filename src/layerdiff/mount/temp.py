@@ -5,6 +5,10 @@ directory with rmdir(2), never recursively: if an unmount failed, the directory 
 holds the mounted file system, and deleting "the temporary directory's contents" would
 delete the user's data. A failed unmount is raised (with the block's own error, if
 any, as its cause); the directory is then left behind, empty or mounted.
+
+A process killed inside the block leaves its mounts behind; ``cleanup_temp_mounts``
+removes them when the next server starts on the same root, as containerd's
+``mount.CleanupTempMounts`` does.
 """
 
 from __future__ import annotations
@@ -12,16 +16,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 
 from layerdiff.errors import LayerdiffError, TargetError
-from layerdiff.mount.mount import Mount, mount_all, readonly_mounts, unmount_mounts
+from layerdiff.mount.mount import (
+    Mount,
+    mount_all,
+    readonly_mounts,
+    unmount_all,
+    unmount_mounts,
+)
 
 log = logging.getLogger("layerdiff.mount")
 
 #: Environment variable naming where temporary mount points are made by default.
 ROOT_ENV = "LAYERDIFF_MOUNT_ROOT"
+#: The name of every temporary mount point starts so.
+PREFIX = "layerdiff-mount-"
+_MOUNTINFO = "/proc/self/mountinfo"
+_OCTAL = re.compile(rb"\\([0-7]{3})")
 
 
 def default_root() -> str:
@@ -49,7 +64,7 @@ def temporary_mount(
     """
     parent = os.fspath(root) if root is not None else default_root()
     try:
-        point = tempfile.mkdtemp(prefix="layerdiff-mount-", dir=parent)
+        point = tempfile.mkdtemp(prefix=PREFIX, dir=parent)
     except OSError as err:
         raise TargetError(f"cannot make a mount point in {parent!r}: {err.strerror}") from None
     mounts = readonly_mounts(mounts) if readonly else list(mounts)
@@ -79,3 +94,53 @@ def _unmounted_after(mounts: Sequence[Mount], point: str) -> Iterator[None]:
         raise
     unmount_mounts(mounts, point)
 
+
+def cleanup_temp_mounts(root: str | os.PathLike[str]) -> list[str]:
+    """Unmount what is mounted on or below the ``layerdiff-mount-*`` directories of
+    ``root`` (the deepest first), remove those directories; return the unmounted points.
+
+    For a process starting on a ``root`` that only it uses: what a killed predecessor
+    left there is dead, but another live process's mounts under the same root would be
+    torn down too. Failures are logged and skipped, as containerd does at start-up.
+    """
+    base = os.path.realpath(root)  # mountinfo shows paths with symlinks resolved
+    points = sorted({p for p in _mount_points() if _is_temporary(base, p)},
+                    key=len, reverse=True)
+    done = []
+    for point in points:
+        try:
+            unmount_all(point)
+        except LayerdiffError as err:
+            log.warning("cannot clean up a leftover temporary mount: %s", err)
+            continue
+        log.info("unmounted the leftover temporary mount %s", point)
+        done.append(point)
+    # Only the directories this module made, and only with rmdir(2): a mount point nested
+    # inside a mounted tree belongs to that tree, and a non-empty directory may still be
+    # a mount that failed to go (see the module's docstring).
+    try:
+        entries = [e for e in os.scandir(base)
+                   if e.name.startswith(PREFIX) and e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return done
+    for entry in entries:
+        try:
+            os.rmdir(entry.path)
+        except OSError as err:
+            log.warning("cannot remove the leftover mount point %s: %s", entry.path,
+                        err.strerror)
+        else:
+            log.info("removed the leftover mount point %s", entry.path)
+    return done
+
+
+def _mount_points() -> list[str]:
+    with open(_MOUNTINFO, "rb") as info:
+        # The fifth field, with space, tab, newline and backslash escaped in octal.
+        return [os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m[1], 8)]), line.split()[4]))
+                for line in info]
+
+
+def _is_temporary(base: str, point: str) -> bool:
+    first = os.path.relpath(point, base).split(os.sep, 1)[0]
+    return first.startswith(PREFIX)
