@@ -340,3 +340,29 @@ def test_an_unreadable_file_is_named(trees: tuple[Path, Path]) -> None:
     write(upper / "secret", mode=0o000)
     with pytest.raises(TreeReadError, match="secret"):
         diff_trees(lower, upper, io.BytesIO())
+
+
+def test_names_with_undecodable_bytes_come_in_byte_order(trees: tuple[Path, Path]) -> None:
+    lower, upper = trees
+    raw = [b"a~", b"a\xc3", b"a\xc3\xa9", b"a\xf0\x9f\x98\x80", b"a\xff"]  # byte order
+    for name in reversed(raw):
+        write(upper / os.fsdecode(name))
+    assert [os.fsencode(p) for _, p in changes(lower, upper)] == raw
+
+
+@pytest.mark.parametrize(
+    ("size", "at"),
+    [(1, 0), (4096, 4095), (1 << 20, (1 << 20) - 1), ((1 << 20) + 1, 1 << 20), (3 << 20, 5)],
+)
+def test_whole_second_files_are_compared_to_their_last_byte(
+    trees: tuple[Path, Path], size: int, at: int
+) -> None:
+    lower, upper = trees
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    changed = bytearray(data)
+    changed[at] ^= 1
+    write(lower / "same", data, T1)
+    write(upper / "same", data, T1)
+    write(lower / "changed", data, T1)
+    write(upper / "changed", bytes(changed), T1)
+    assert changes(lower, upper) == [("modify", "changed")]

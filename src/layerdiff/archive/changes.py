@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import enum
 import errno
-import itertools
 import os
-import stat
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
+from stat import S_ISDIR, S_ISLNK, S_ISREG, S_ISSOCK
 
 from layerdiff.errors import TreeReadError
 
@@ -90,12 +89,14 @@ class Tree:
 
     def __init__(self, root: str | os.PathLike[str], xattr_name: XattrNames = layer_xattr) -> None:
         self.root = os.fspath(root)
+        # Paths are joined by concatenation: os.path.join costs more than the lstat.
+        self._prefix = os.path.join(self.root, "")
         self._xattr_name = xattr_name
         self._noatime = _O_NOATIME
 
     def path(self, rel: str) -> str:
         """The host path of ``rel``."""
-        return os.path.join(self.root, rel) if rel else self.root
+        return self._prefix + rel if rel else self.root
 
     def _open(self, rel: str, flags: int) -> int:
         path = self.path(rel)
@@ -113,10 +114,11 @@ class Tree:
 
     def lstat(self, rel: str) -> os.stat_result:
         """``lstat`` of ``rel``."""
+        path = self._prefix + rel if rel else self.root
         try:
-            return os.lstat(self.path(rel))
+            return os.lstat(path)
         except OSError as err:
-            raise _source_error(err, self.path(rel)) from None
+            raise _source_error(err, path) from None
 
     def lstat_or_none(self, rel: str) -> os.stat_result | None:
         """``lstat`` of ``rel``, or None when nothing is there."""
@@ -136,17 +138,23 @@ class Tree:
             raise _source_error(err, self.path(rel)) from None
         finally:
             os.close(fd)
-        names.sort(key=os.fsencode)
+        # Code point order is UTF-8 byte order, except for the lone surrogates that
+        # stand for undecodable bytes: only those need the (slower) byte keys.
+        if "".join(names).isascii():
+            names.sort()
+        else:
+            names.sort(key=os.fsencode)
         return names
 
     def xattr_names(self, rel: str) -> list[str]:
         """The names of every xattr of ``rel`` as stored on disk."""
+        path = self._prefix + rel if rel else self.root
         try:
-            return os.listxattr(self.path(rel), follow_symlinks=False)
+            return os.listxattr(path, follow_symlinks=False)
         except OSError as err:
             if err.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
                 return []
-            raise _source_error(err, self.path(rel)) from None
+            raise _source_error(err, path) from None
 
     def getxattr(self, rel: str, name: str) -> bytes | None:
         """One xattr of ``rel`` as stored on disk, or None."""
@@ -194,18 +202,41 @@ class Tree:
         finally:
             os.close(fd)
 
-    def same_content(self, rel: str, other: Tree) -> bool:
+    def same_content(self, rel: str, other: Tree, size: int = 0) -> bool:
         """Whether regular file ``rel`` holds the same bytes here and in ``other``.
 
-        Pieces are compared as read: a short read on one side only (never seen on local
-        file systems) makes equal files look different, which costs an entry, not a bug.
+        ``size`` is what lstat said on both sides: asking for one byte more than is left
+        ends both files without the extra read that returns nothing (a short read where
+        nothing is left is the end on a regular file). Pieces are compared as read: a
+        short read on one side only (never seen on local file systems) makes equal files
+        look different, which costs an entry, not a bug.
         """
-        mine, theirs = self.read(rel), other.read(rel)
+        mine = self._open(rel, _O_READ)
         try:
-            return all(a == b for a, b in itertools.zip_longest(mine, theirs, fillvalue=b""))
+            theirs = other._open(rel, _O_READ)
+            try:
+                left = size
+                while True:
+                    want = min(left + 1, _CHUNK) if left > 0 else _CHUNK
+                    try:
+                        a = os.read(mine, want)
+                    except OSError as err:
+                        raise _source_error(err, self.path(rel)) from None
+                    try:
+                        b = os.read(theirs, want)
+                    except OSError as err:
+                        raise _source_error(err, other.path(rel)) from None
+                    if a != b:
+                        return False
+                    if not a:
+                        return True
+                    left -= len(a)
+                    if len(a) < want and left <= 0:
+                        return True
+            finally:
+                os.close(theirs)
         finally:
-            mine.close()
-            theirs.close()
+            os.close(mine)
 
 
 def same_entry(
@@ -216,93 +247,119 @@ def same_entry(
     ust: os.stat_result,
     *,
     upper_xattrs: Mapping[str, bytes],
+    lower_xattrs: Mapping[str, bytes] | None = None,
 ) -> bool:
-    """Whether ``rel`` in ``lower`` and in ``upper`` are equal for a layer (see module doc)."""
-    if (lst.st_dev, lst.st_ino) == (ust.st_dev, ust.st_ino):
+    """Whether ``rel`` in ``lower`` and in ``upper`` are equal for a layer (see module doc).
+
+    ``lower_xattrs``: the lower entry's xattrs, when the caller has read them already.
+    """
+    if lst.st_ino == ust.st_ino and lst.st_dev == ust.st_dev:
         return True  # one inode seen twice (the same tree, or a bind of it)
+    mode = ust.st_mode
     if (
-        lst.st_mode != ust.st_mode
+        lst.st_mode != mode
+        or lst.st_mtime_ns != ust.st_mtime_ns
         or lst.st_uid != ust.st_uid
         or lst.st_gid != ust.st_gid
         or lst.st_rdev != ust.st_rdev
-        or lst.st_mtime_ns != ust.st_mtime_ns
     ):
         return False
-    if not stat.S_ISDIR(ust.st_mode) and lst.st_size != ust.st_size:
+    if not S_ISDIR(mode) and lst.st_size != ust.st_size:
         return False
-    if lower.xattrs(rel) != upper_xattrs:
+    if lower_xattrs is None:
+        lower_xattrs = lower.xattrs(rel)
+    if lower_xattrs != upper_xattrs:
         return False
-    if stat.S_ISLNK(ust.st_mode):
+    if S_ISREG(mode):
+        # A whole-second time may be a truncated one: only the bytes can tell.
+        if ust.st_size and ust.st_mtime_ns % _NS == 0:
+            return lower.same_content(rel, upper, ust.st_size)
+        return True
+    if S_ISLNK(mode):
         # continuity compares targets only for whole-second times; a readlink is cheap
         # enough to do always, and a same-size retarget keeps its time under `ln -sfn`.
         return lower.readlink(rel) == upper.readlink(rel)
-    if stat.S_ISREG(ust.st_mode) and ust.st_size and ust.st_mtime_ns % _NS == 0:
-        # A whole-second time may be a truncated one: only the bytes can tell.
-        return lower.same_content(rel, upper)
     return True
-
-
-def _join(parent: str, name: str) -> str:
-    return f"{parent}/{name}" if parent else name
 
 
 @dataclass(slots=True)
 class _Frame:
-    """A directory being walked: its merged names and which tree has which."""
+    """A directory being walked: its merged names and which tree has which.
 
-    rel: str
+    ``upper_names`` and ``lower_names`` are None when both trees list the same names,
+    as almost every directory of a small change does.
+    """
+
+    prefix: str
     names: list[str]
-    upper_names: frozenset[str]
-    lower_names: frozenset[str]
-    next: int = 0
+    upper_names: frozenset[str] | None
+    lower_names: frozenset[str] | None
 
 
 def _frame(rel: str, upper_names: list[str], lower_names: list[str]) -> _Frame:
+    prefix = rel + "/" if rel else ""
+    if upper_names == lower_names:
+        return _Frame(prefix, upper_names, None, None)
     merged = upper_names if not lower_names else sorted(
         set(upper_names) | set(lower_names), key=os.fsencode
     )
-    return _Frame(rel, merged, frozenset(upper_names), frozenset(lower_names))
+    return _Frame(prefix, merged, frozenset(upper_names), frozenset(lower_names))
 
 
 def double_walk(lower: Tree | None, upper: Tree) -> Iterator[Change]:
-    """The changes that turn ``lower`` (None: an empty tree) into ``upper``, in layer order."""
-    stack = [_frame("", upper.names(""), lower.names("") if lower is not None else [])]
+    """The changes that turn ``lower`` (None: an empty tree) into ``upper``, in layer order.
+
+    The hot loop of ``layerdiff diff``: per path one lstat and one listxattr in each tree,
+    and the reads ``same_entry`` needs; nothing else is looked up or allocated.
+    """
+    root = _frame("", upper.names(""), lower.names("") if lower is not None else [])
+    # A stack of (frame, iterator over its names): the iterator is the walk's position.
+    stack = [(root, iter(root.names))]
     while stack:
-        frame = stack[-1]
-        if frame.next == len(frame.names):
+        frame, names = stack[-1]
+        name = next(names, None)
+        if name is None:
             stack.pop()
             continue
-        name = frame.names[frame.next]
-        frame.next += 1
-        rel = _join(frame.rel, name)
-        ust = upper.lstat(rel) if name in frame.upper_names else None
-        if ust is not None and stat.S_ISSOCK(ust.st_mode):
-            ust = None  # tar has no sockets: an upper socket is left out, like containerd
-        lst = lower.lstat(rel) if lower is not None and name in frame.lower_names else None
-        if ust is None:
-            if lst is not None:
-                yield Change(ChangeKind.DELETE, rel)
+        rel = frame.prefix + name
+        upper_names, lower_names = frame.upper_names, frame.lower_names
+        if upper_names is None or name in upper_names:
+            ust = upper.lstat(rel)
+            if S_ISSOCK(ust.st_mode):
+                # tar has no sockets: an upper socket is left out, like containerd.
+                if lower_names is None or name in lower_names:
+                    yield Change(ChangeKind.DELETE, rel)
+                continue
+        else:
+            yield Change(ChangeKind.DELETE, rel)
             continue
-        upper_is_dir = stat.S_ISDIR(ust.st_mode)
+        upper_is_dir = S_ISDIR(ust.st_mode)
         xattrs = upper.xattrs(rel)
-        if lst is None:
+        if lower is None or (lower_names is not None and name not in lower_names):
             yield Change(ChangeKind.ADD, rel, ust, xattrs)
             if upper_is_dir:
-                stack.append(_frame(rel, upper.names(rel), []))
+                child = _frame(rel, upper.names(rel), [])
+                stack.append((child, iter(child.names)))
             continue
-        assert lower is not None
-        if upper_is_dir and stat.S_ISDIR(lst.st_mode) and lower.xattrs(rel).keys() - xattrs.keys():
-            yield from recreated_dir(rel, ust, xattrs)
-            stack.append(_frame(rel, upper.names(rel), []))
-            continue
-        same = same_entry(rel, lower, lst, upper, ust, upper_xattrs=xattrs)
-        if not same:
+        lst = lower.lstat(rel)
+        lower_is_dir = S_ISDIR(lst.st_mode)
+        lower_xattrs = None
+        if upper_is_dir and lower_is_dir:
+            lower_xattrs = lower.xattrs(rel)
+            if lower_xattrs.keys() - xattrs.keys():
+                yield from recreated_dir(rel, ust, xattrs)
+                child = _frame(rel, upper.names(rel), [])
+                stack.append((child, iter(child.names)))
+                continue
+        if not same_entry(
+            rel, lower, lst, upper, ust, upper_xattrs=xattrs, lower_xattrs=lower_xattrs
+        ):
             yield Change(ChangeKind.MODIFY, rel, ust, xattrs)
         elif not upper_is_dir and (ust.st_nlink > 1 or lst.st_nlink > 1):
             yield Change(ChangeKind.UNMODIFIED, rel, ust, xattrs, (lst.st_dev, lst.st_ino))
         if upper_is_dir:
-            both = stat.S_ISDIR(lst.st_mode)
-            stack.append(_frame(rel, upper.names(rel), lower.names(rel) if both else []))
+            child = _frame(rel, upper.names(rel), lower.names(rel) if lower_is_dir else [])
+            stack.append((child, iter(child.names)))
 
 
 def recreated_dir(
