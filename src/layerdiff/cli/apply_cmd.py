@@ -7,18 +7,18 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layerdiff.applier import apply_layer, open_source
 from layerdiff.cli.config_args import layer_settings
 from layerdiff.cli.mount_args import add_mount_arguments, mounts_from_args
 from layerdiff.cli.output import EXIT_OK, print_descriptor
 from layerdiff.cli.progress import CountingReader, Progress, file_total
-from layerdiff.compression import Readable
-from layerdiff.content import LocalStore
-from layerdiff.content.ingest import VerifiedReader
 from layerdiff.diff import ApplyOptions, WhiteoutMode
-from layerdiff.differ import apply_to_mounts
 from layerdiff.errors import InvalidArgumentError, NotFoundError
+
+if TYPE_CHECKING:
+    from layerdiff.compression import Readable
 
 EXAMPLES = """\
 examples:
@@ -123,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
         raw: Readable
         total: int | None
         if args.store:
+            # Imported here, as below: a plain apply should not pay for their imports.
+            from layerdiff.content import LocalStore  # noqa: PLC0415
+            from layerdiff.content.ingest import VerifiedReader  # noqa: PLC0415
+
             store = stack.enter_context(LocalStore(args.store))
             reader = store.reader(args.layer)
             stack.callback(reader.close)
@@ -135,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
             total = file_total(raw)
         source = CountingReader(raw, progress.task(f"apply {os.path.basename(args.layer)}", total))
         if mounts is not None:
+            from layerdiff.differ import apply_to_mounts  # noqa: PLC0415
+
             desc = apply_to_mounts(source, mounts, options, media_type=args.media_type)
         else:
             desc = apply_layer(source, args.dest, options, media_type=args.media_type)

@@ -8,19 +8,18 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from layerdiff.cli.mount_args import add_mount_arguments, mounts_from_args
 from layerdiff.cli.output import EXIT_OK, print_descriptor
 from layerdiff.cli.progress import CountingWriter, Progress
 from layerdiff.comparer import Writable, diff_trees
 from layerdiff.compression import Compression
-from layerdiff.content import LocalStore
-from layerdiff.content.ingest import commit_layer
 from layerdiff.diff import DiffOptions
-from layerdiff.differ import compare_mounts
 from layerdiff.errors import InvalidArgumentError, NotFoundError, TargetError
-from layerdiff.mount.overlay import split_layers
-from layerdiff.oci import Descriptor
+
+if TYPE_CHECKING:
+    from layerdiff.oci import Descriptor
 
 EXAMPLES = """\
 examples:
@@ -135,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
 
         if args.store is not None:
             labels = parse_labels(args.label)
+            # Imported here, as the mount code below: a plain diff should not pay for them.
+            from layerdiff.content import LocalStore  # noqa: PLC0415
+            from layerdiff.content.ingest import commit_layer  # noqa: PLC0415
+
             with LocalStore(args.store) as store:
                 desc = commit_layer(store, metered, args.ref, labels)
         elif args.output == "-":
@@ -158,6 +161,8 @@ def _producer(
             raise InvalidArgumentError("give LOWER UPPER or --upper-mount, not both")
         if args.upper_overlay or args.userxattr:
             raise InvalidArgumentError("--upper-overlay is decided from the mounts")
+        from layerdiff.differ import compare_mounts  # noqa: PLC0415
+
         lower_list = lower_mounts or []
         sources = [m.source for m in [*lower_list, *upper_mounts] if m.source.startswith("/")]
         return (
@@ -173,6 +178,8 @@ def _producer(
 
 def split_lowerdirs(value: str) -> list[str]:
     """overlayfs's lowerdir= syntax: ':' separates directories, '\\' escapes a character."""
+    from layerdiff.mount.overlay import split_layers  # noqa: PLC0415
+
     dirs = split_layers(value)
     if "" in dirs:
         raise InvalidArgumentError(f"empty directory name in lowerdir list {value!r}")

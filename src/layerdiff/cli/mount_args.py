@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layerdiff.errors import InvalidArgumentError, NotFoundError
-from layerdiff.mount import Mount, parse_mount_spec, parse_mounts_json
+
+if TYPE_CHECKING:
+    from layerdiff.mount import Mount
 
 SPEC_HELP = (
     "a mount: type=T,source=S[,target=P],options=O1,O2,... (options last; \\, for a comma "
@@ -29,7 +32,10 @@ def mounts_from_args(args: argparse.Namespace, prefix: str = "") -> list[Mount] 
     key = prefix.replace("-", "_")
     specs: list[str] = getattr(args, f"{key}mount")
     text: str | None = getattr(args, f"{key}mounts_json")
+    # The mount code is imported only when mounts are given: it is not small.
     if specs:
+        from layerdiff.mount import parse_mount_spec  # noqa: PLC0415
+
         return [parse_mount_spec(spec) for spec in specs]
     if text is None:
         return None
@@ -40,4 +46,6 @@ def mounts_from_args(args: argparse.Namespace, prefix: str = "") -> list[Mount] 
             raise NotFoundError(f"mounts file {text[1:]!r} does not exist") from None
         except OSError as err:
             raise InvalidArgumentError(f"cannot read {text[1:]!r}: {err.strerror}") from None
+    from layerdiff.mount import parse_mounts_json  # noqa: PLC0415
+
     return parse_mounts_json(text)

@@ -16,12 +16,13 @@ import sys
 import threading
 import time
 from types import TracebackType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from layerdiff.comparer import Writable
-from layerdiff.compression import Readable
-from layerdiff.image.platforms import Platform
-from layerdiff.image.source import BlobStream, Image, ImageSource, Layer
+if TYPE_CHECKING:  # the image package is heavy, and only ``unpack``/``inspect`` need it
+    from layerdiff.comparer import Writable
+    from layerdiff.compression import Readable
+    from layerdiff.image.platforms import Platform
+    from layerdiff.image.source import BlobStream, Image, ImageSource, Layer
 
 #: Seconds between redraws on a terminal, and between lines in the log.
 TTY_INTERVAL = 0.1
