@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CONTAINERD_DIR ?= /var/cache/layerdiff-ci/containerd
 REGISTRY_DIR ?= /var/cache/layerdiff-ci/registry
+SHELLS_DIR ?= /var/cache/layerdiff-ci/shells
 EXAMPLE_DEST ?= /tmp/layerdiff-example
 
 .PHONY: example test setup lint
@@ -28,8 +29,10 @@ lint: setup
 
 test: lint
 	@if [ "$$(id -u)" = 0 ]; then bash .ci/fetch-containerd $(CONTAINERD_DIR) \
-		&& bash .ci/fetch-registry $(REGISTRY_DIR) && bash .ci/fetch-bench-tools; \
+		&& bash .ci/fetch-registry $(REGISTRY_DIR) && bash .ci/fetch-bench-tools \
+		&& bash .ci/fetch-shells $(SHELLS_DIR); \
 	else echo "not root: containerd, registry and root-only tests will be skipped"; fi
 	LAYERDIFF_CONTAINERD_BIN=$(CONTAINERD_DIR)/root/usr/bin \
 	LAYERDIFF_REGISTRY_BIN=$(REGISTRY_DIR)/root/usr/bin/docker-registry \
+	LAYERDIFF_SHELLS_BIN=$(SHELLS_DIR)/bin \
 	$(VENV)/bin/pytest -q

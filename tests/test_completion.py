@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -94,11 +95,20 @@ def test_every_command_and_option_is_in_every_script() -> None:
 
 @pytest.mark.parametrize("shell", ["zsh", "fish"])
 def test_other_shells_accept_their_scripts(shell: str, tmp_path: Path) -> None:
-    if shutil.which(shell) is None:
-        pytest.skip(f"{shell} is not installed")
+    # .ci/fetch-shells fetches both privately; LAYERDIFF_SHELLS_BIN names its folder.
+    program = shutil.which(shell, path=os.environ.get("LAYERDIFF_SHELLS_BIN")) or shutil.which(
+        shell
+    )
+    if program is None:
+        pytest.skip(f"{shell} is not installed (.ci/fetch-shells fetches it)")
     path = tmp_path / f"layerdiff.{shell}"
     path.write_text(_script(shell))
-    subprocess.run([shell, "-n", str(path)], check=True)
+    subprocess.run([program, "-n", str(path)], check=True)
+    # The check can fail: the same shell refuses a script with a syntax error.
+    broken = tmp_path / f"broken.{shell}"
+    broken.write_text(_script(shell) + "\nif (\n")
+    refused = subprocess.run([program, "-n", str(broken)], capture_output=True, check=False)
+    assert refused.returncode != 0
 
 
 def test_an_unknown_shell_is_a_usage_error() -> None:
