@@ -87,8 +87,9 @@ def test_thousands_of_missing_parents_are_created(deep_root: Path) -> None:
     assert (deep_root / name).read_bytes() == b"deep"
 
 
-def test_a_tree_too_deep_to_remove_is_a_clear_error(deep_root: Path) -> None:
+def test_a_tree_deeper_than_the_recursion_limit_is_whited_out(deep_root: Path) -> None:
+    # Python 3.11's shutil.rmtree recurses once per level; containerd removes such a tree.
     name = "/".join(["b"] * 1200) + "/f"
     deep_then_gone = layer(("file", name, {"data": b"x"}), ("file", ".wh.b"))
-    with pytest.raises(TargetError, match="too deep to remove"):
-        apply_layer(io.BytesIO(deep_then_gone), deep_root)
+    apply_layer(io.BytesIO(deep_then_gone), deep_root)
+    assert os.listdir(deep_root) == []

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import shutil
 import stat
 
 from layerdiff.archive import rootpath
@@ -30,6 +29,8 @@ _RESOLVE_BENEATH = 0x08
 _SYS_OPENAT2 = 437  # the same number on every architecture (unified syscall table)
 
 _FD_CACHE_SIZE = 128
+#: Linux's PATH_MAX (bytes, with the final NUL): the longest path a system call takes.
+_PATH_MAX = 4096
 
 
 class _OpenHow(ctypes.Structure):
@@ -89,6 +90,57 @@ def in_resolved_parent(rel: str, lookup: rootpath.Lookup, links: rootpath.LinkCo
     parent, _, name = rel.rpartition("/")
     real_parent = rootpath.root_path(parent, lookup, links)
     return f"{real_parent}/{name}" if real_parent else name
+
+
+def remove_tree(parent_fd: int, name: str) -> None:
+    """Remove directory ``name`` of ``parent_fd`` and all it holds, never following a link.
+
+    ``shutil.rmtree`` in Python 3.11 recurses once per level, so a layer's tree a few
+    thousand levels deep (within PATH_MAX) would exhaust the stack. This walks down with
+    one open fd at a time and climbs back through ``..``, checking that it lands in the
+    directory it came from.
+    """
+    fd = os.open(name, _O_DIR, dir_fd=parent_fd)
+    # One frame per level below ``name``: (its name, subdirectories still to remove,
+    # the (st_dev, st_ino) of the directory holding it).
+    frames: list[tuple[str, list[str], tuple[int, int]]] = []
+    pending = _remove_non_dirs(fd)
+    try:
+        while True:
+            if pending:
+                child = pending.pop()
+                st = os.fstat(fd)
+                child_fd = os.open(child, _O_DIR, dir_fd=fd)
+                frames.append((child, pending, (st.st_dev, st.st_ino)))
+                os.close(fd)
+                fd = child_fd
+                pending = _remove_non_dirs(fd)
+                continue
+            if not frames:
+                break
+            done, pending, parent_id = frames.pop()
+            parent = os.open("..", _O_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != parent_id:
+                raise OSError(errno.ESTALE, "directory moved while it was being removed", done)
+            os.rmdir(done, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent_fd)
+
+
+def _remove_non_dirs(fd: int) -> list[str]:
+    """Unlink every entry of directory ``fd`` but its subdirectories; return their names."""
+    subdirs = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    return subdirs
 
 
 def is_whiteout(st: os.stat_result) -> bool:
@@ -155,6 +207,11 @@ class FsRoot:
             os.close(self._dir_fds.pop(key))
 
     def _parent(self, rel: str) -> tuple[int, str]:
+        # A cached parent fd would reach paths longer than PATH_MAX that a lookup from
+        # the root refuses: refuse them always, so that the outcome does not depend on
+        # what the cache holds (containerd, which uses whole paths, refuses them too).
+        if len(rel) >= _PATH_MAX // 4 and len(os.fsencode(rel)) >= _PATH_MAX:
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), rel[:64] + "...")
         parent, _, name = rel.rpartition("/")
         return self.dir_fd(parent), name
 
@@ -243,11 +300,7 @@ class FsRoot:
             return
         fd, name = self._parent(rel)
         if stat.S_ISDIR(st.st_mode):
-            try:
-                shutil.rmtree(name, dir_fd=fd)
-            except RecursionError:  # Python 3.11's rmtree recurses once per level
-                too_deep = "directory tree too deep to remove"
-                raise OSError(errno.ENAMETOOLONG, too_deep, rel) from None
+            remove_tree(fd, name)
         else:
             os.unlink(name, dir_fd=fd)
 
