@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import random
 import tarfile
+from collections.abc import Callable
 
 import pytest
 
+from layerdiff.archive import tarstream
 from layerdiff.archive.tarstream import (
     MAX_SPECIAL_FILE_SIZE,
     ChunkReader,
@@ -173,3 +176,82 @@ def test_global_pax_header_is_returned_and_does_not_leak_into_later_entries() ->
     entries = _read_all(out.getvalue())
     assert [h.typeflag for h, _ in entries] == ["g", "0"]
     assert entries[1][0].mtime_ns == 5 * 10**9
+
+
+# -- the fast path for plain ustar headers -----------------------------------------------
+
+
+def _seed_blocks() -> list[bytes]:
+    """Header blocks of every format, with prefixes, long numbers and odd types."""
+    infos = [
+        _info("usr/bin/tool", size=1234, mode=0o4755, uid=1000, gid=100, mtime=1_700_000_000),
+        _info("etc/", tarfile.DIRTYPE, mode=0o755),
+        _info("p" * 120 + "/leaf", size=7, mode=0o644),  # needs the ustar prefix field
+        _info("dev/null", tarfile.CHRTYPE, devmajor=1, devminor=3),
+        _info("link", tarfile.SYMTYPE, linkname="target"),
+        _info("hard", tarfile.LNKTYPE, linkname="usr/bin/tool"),
+        _info("big", size=0o77777777777, uid=0o7777777),
+    ]
+    blocks = []
+    for fmt in (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        for info in infos:
+            # The entry's own header: the last block (after any PAX or long-name records).
+            blocks.append(info.tobuf(fmt, "utf-8", "surrogateescape")[-512:])
+    # tarfile pads some numbers with spaces; Go pads them with NULs: add that form too.
+    go_style = bytearray(blocks[0])
+    go_style[100:108] = b"0000755\x00"
+    blocks.append(_checksummed(go_style))
+    return blocks
+
+
+def _outcome(parse: Callable[[bytes], TarHeader], block: bytes) -> object:
+    try:
+        return parse(block)
+    except CorruptLayerError as err:
+        return ("error", str(err))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_header_agrees_with_the_full_parser_on_mutated_blocks(seed: int) -> None:
+    rng = random.Random(seed)
+    interesting = [*range(100, 157), *range(257, 265), *range(329, 360), 0, 99, 345, 508]
+    alphabet = b"01234567 \x00\x80\xff89x-+_"
+    fast_hits = 0
+    for base in _seed_blocks():
+        for _ in range(800):
+            block = bytearray(base)
+            for _ in range(rng.randint(1, 3)):
+                pos = rng.choice(interesting)
+                block[pos] = rng.choice(alphabet)
+            raw = _checksummed(block) if rng.random() < 0.7 else bytes(block)
+            # Twice: with the number cache as it is, then warmed by the full parser.
+            for _ in range(2):
+                full = _outcome(tarstream._parse_header, raw)
+                fast = tarstream._fast_header(raw)
+                if fast is not None:
+                    fast_hits += 1
+                    assert fast == full, raw
+    assert fast_hits > 1000  # the test exercises the fast path, not only its refusals
+
+
+@pytest.mark.parametrize("chunk", [1, 100, 512, 513, 1000, 4096, 1 << 20])
+def test_entries_are_the_same_however_the_stream_is_chunked(chunk: int) -> None:
+    members = [
+        (_info("d/", tarfile.DIRTYPE), b""),
+        (_info("d/a", size=5), b"hello"),
+        (_info("d/empty", size=0), b""),
+        (_info("d/b", size=600), b"x" * 600),
+        (_info("d/l", tarfile.SYMTYPE, linkname="a"), b""),
+        (_info("d/" + "n" * 130, size=3), b"abc"),  # PAX path record
+        (_info("d/c", size=512), b"y" * 512),
+    ]
+    data = _tar(*members, fmt=tarfile.PAX_FORMAT) + b"trailing"
+    assert _read_all(data, chunk) == _read_all(data, len(data))
+    # data_at_once gives the same bytes when the chunk holds them, else None.
+    pieces = iter([data[i : i + chunk] for i in range(0, len(data), chunk)])
+    reader = TarReader(ChunkReader(pieces))
+    got = []
+    while reader.next() is not None:
+        whole = reader.data_at_once()
+        got.append(bytes(whole) if whole is not None else b"".join(map(bytes, reader.data())))
+    assert got == [body for _, body in members]

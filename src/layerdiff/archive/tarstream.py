@@ -13,6 +13,7 @@ file's bytes are never copied between decompression and ``write``.
 from __future__ import annotations
 
 import os
+import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ _HIGH_BYTES = bytes(range(0x80, 0x100))
 _OCTAL_DIGITS = b"01234567"
 _OCTAL_CACHE: dict[bytes, int] = {}
 _DECIMAL_DIGITS = b"0123456789"
+#: The ustar header's fields up to the prefix, in order (see ``_fast_header``).
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s")
+_USTAR_MAGIC = b"ustar\x0000"
+_FAST_TYPES = {b"0": REG, b"5": DIR}
 
 
 @dataclass(slots=True)
@@ -95,14 +100,15 @@ class ChunkReader:
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
         self._buf = b""
+        self._view = memoryview(self._buf)  # of _buf, made once per chunk
         self._pos = 0
 
     def _fill(self) -> bool:
         for chunk in self._chunks:
             if chunk:
-                self._buf, self._pos = chunk, 0
+                self._buf, self._view, self._pos = chunk, memoryview(chunk), 0
                 return True
-        self._buf, self._pos = b"", 0
+        self._buf, self._view, self._pos = b"", memoryview(b""), 0
         return False
 
     def read(self, size: int) -> bytes:
@@ -121,13 +127,35 @@ class ChunkReader:
             have += take
         return b"".join(parts)
 
+    def block_after(self, skip: int) -> bytes | None:
+        """The 512 bytes after the next ``skip``, if the current chunk holds all of them
+        and they do not start with a NUL (maybe the end of the archive); else ``None``,
+        and nothing is consumed."""
+        start = self._pos + skip
+        end = start + BLOCK
+        buf = self._buf
+        if end > len(buf) or not buf[start]:
+            return None
+        self._pos = end
+        return buf[start:end]
+
+    def take(self, size: int) -> memoryview | None:
+        """The next ``size`` bytes as one slice if the current chunk holds them all;
+        else ``None``, and nothing is consumed."""
+        start = self._pos
+        end = start + size
+        if end > len(self._buf):
+            return None
+        self._pos = end
+        return self._view[start:end]
+
     def pieces(self, size: int) -> Iterator[memoryview]:
         """Exactly ``size`` bytes as slices of the underlying chunks."""
         while size > 0:
             if self._pos >= len(self._buf) and not self._fill():
                 raise TruncatedError("truncated tar: the stream ends inside an entry's data")
             take = min(size, len(self._buf) - self._pos)
-            yield memoryview(self._buf)[self._pos : self._pos + take]
+            yield self._view[self._pos : self._pos + take]
             self._pos += take
             size -= take
 
@@ -138,7 +166,7 @@ class ChunkReader:
 
     def drain(self) -> None:
         """Read the rest of the stream (trailing bytes count towards the layer digest)."""
-        self._buf, self._pos = b"", 0
+        self._buf, self._view, self._pos = b"", memoryview(b""), 0
         for _ in self._chunks:
             pass
 
@@ -158,8 +186,32 @@ class TarReader:
             self._remaining -= len(piece)
             yield piece
 
+    def data_at_once(self) -> memoryview | None:
+        """The current entry's (unread) data as one slice, if it is all buffered; else
+        ``None`` and ``data`` must be used."""
+        view = self._src.take(self._remaining)
+        if view is not None:
+            self._remaining = 0
+        return view
+
     def next(self) -> TarHeader | None:
         """The next entry, or ``None`` at the end of the archive."""
+        # Fast path for nearly every entry of a layer: the next header is already
+        # buffered and is a plain ustar file or directory.
+        block = self._src.block_after(self._remaining + self._pad)
+        if block is None:
+            return self._next(None)
+        self._remaining = self._pad = 0
+        hdr = _fast_header(block)
+        if hdr is None:
+            return self._next(_parse_header(block))
+        if hdr.typeflag == REG:
+            self._remaining = hdr.size
+            self._pad = -hdr.size % BLOCK
+        return hdr
+
+    def _next(self, first: TarHeader | None) -> TarHeader | None:
+        """``next`` in full, starting with header ``first`` if it was read already."""
         gnu_long_name = gnu_long_link = ""
         pax: dict[str, str] | None = None
         while True:
@@ -171,7 +223,7 @@ class TarReader:
                 if len(pad) < self._pad:
                     return None  # Go's tryReadFull: the stream may end inside padding
                 self._pad = 0
-            hdr = self._read_header()
+            hdr, first = first or self._read_header(), None
             if hdr is None:
                 return None
             self._start_data(hdr.data_size)
@@ -247,6 +299,55 @@ class TarReader:
                 return None
             raise CorruptLayerError("invalid tar header: a zero block followed by data")
         return _parse_header(block)
+
+
+def _fast_header(block: bytes) -> TarHeader | None:
+    """The header of a plain ustar file or directory, or ``None``: ``_parse_header``'s
+    result for the common case only, with a third less work (one ``struct`` unpack,
+    cached small numbers, no format dispatch).
+
+    ``None`` (not an error) for anything else: another format or type, a number field
+    that is not plain octal or not yet in the cache, a checksum of signed bytes. The
+    caller then parses the block in full, which decides exactly as before.
+    """
+    (name, mode, uid, gid, size, mtime, checksum, flag, link, magic, _uname, _gname,
+     major, minor, prefix) = _USTAR.unpack_from(block)
+    typeflag = _FAST_TYPES.get(flag)
+    if typeflag is None or magic != _USTAR_MAGIC or block[508:512] == b"tar\x00":
+        return None
+    cache = _OCTAL_CACHE
+    mode_value, uid_value, gid_value = cache.get(mode), cache.get(uid), cache.get(gid)
+    major_value, minor_value = cache.get(major), cache.get(minor)
+    if (mode_value is None or uid_value is None or gid_value is None
+            or major_value is None or minor_value is None):
+        return None
+    # Octal digits padded with NULs or spaces: parse_octal's fast path, inlined.
+    size = size.rstrip(b" \x00")
+    mtime = mtime.rstrip(b" \x00")
+    checksum = checksum.rstrip(b" \x00")
+    if (size.translate(None, _OCTAL_DIGITS) or mtime.translate(None, _OCTAL_DIGITS)
+            or checksum.translate(None, _OCTAL_DIGITS)):
+        return None
+    # The checksum field counts as eight spaces: 256 instead of its own bytes.
+    if int(checksum or b"0", 8) != _byte_sum(block) - sum(block[148:156]) + 256:
+        return None
+    end = name.find(b"\x00")
+    text = (name if end < 0 else name[:end]).decode("utf-8", "surrogateescape")
+    if prefix[0]:
+        text = _cstring(prefix) + "/" + text
+    return TarHeader(
+        text,
+        typeflag,
+        _cstring(link) if link[0] else "",
+        mode_value,
+        uid_value,
+        gid_value,
+        int(size or b"0", 8),
+        int(mtime or b"0", 8) * _NS,
+        None,
+        major_value,
+        minor_value,
+    )
 
 
 def _parse_header(block: bytes) -> TarHeader:
