@@ -261,6 +261,23 @@ def test_error_message_is_one_printable_line(
     assert message and message.isprintable(), repr(message)
 
 
+def test_nothing_after_a_refused_entry_is_applied(base: Path) -> None:
+    # Python tarfile CVE-2025-4435: told to ignore errors, tarfile went on to extract
+    # members its filter had refused. Here an error ends the apply: no later entry lands.
+    target = base / "root"
+    target.mkdir()
+    outside = base / "outside"
+    blob = tarbuild.layer(
+        tarbuild.reg("before", b"b"),
+        tarbuild.hardlink("h", f"{outside}/{SENTINEL_FILE}"),
+        tarbuild.reg("after", b"a"),
+        tarbuild.symlink("l", str(outside)),
+    )
+    with deadline(APPLY_SECONDS), pytest.raises(LayerdiffError, match=r"(?i)no such file"):
+        apply_layer(io.BytesIO(blob), target)
+    assert os.listdir(target) == ["before"]
+
+
 # -- sources that never end or break -------------------------------------------------------
 
 

@@ -12,7 +12,8 @@ Three kinds of case:
 - ``ordinary``: what image builders write (every entry type, xattrs, long names, times);
 - ``edge``: changeset rules where appliers disagree (whiteout order, opaque markers,
   replacing types, writing through lower symlinks...);
-- ``hostile``: each class of ``SECURITY-CASES.md`` that applies to applying a layer.
+- ``hostile``: each class of ``SECURITY-CASES.md`` that applies to applying a layer;
+  ``docs/reliability.md`` (``## Adversarial corpus``) lists them with their CVEs.
 
 Hostile cases aim at a sentinel directory. They are built for a given absolute
 ``outside`` path and assume the target directory is its sibling (so ``../outside``
@@ -128,6 +129,41 @@ def _pax_bomb(count: int) -> Iterator[bytes]:
     """``count`` PAX headers in a row, each superseding the last, with no entry after."""
     for i in range(count):
         yield pax_header({"path": f"never-{i}", "comment": "c" * 400})
+
+
+def _hardlink_chain(prefix: str, length: int, first: str) -> list[bytes]:
+    """Hard links prefix0 -> first, prefix1 -> prefix0, ... (each names the one before)."""
+    names = [first] + [f"{prefix}{i}" for i in range(length)]
+    return [hardlink(names[i + 1], names[i]) for i in range(length)]
+
+
+def _nested_dirs(levels: int, width: int) -> list[bytes]:
+    """One directory entry per level, each named from the root: c/c/c/..., ``width``-byte c."""
+    component = "c" * width
+    return [dir_("/".join([component] * (i + 1))) for i in range(levels)]
+
+
+def _realpath_overflow(levels: int, escape: str) -> list[bytes]:
+    """Python tarfile CVE-2025-4517's layout: short links whose real path passes PATH_MAX.
+
+    Level i holds a 200-byte directory and a link ``s<i>`` to it, named through the
+    links before it, so that ``s0/s1/...`` stays short while the directories it
+    resolves to grow by 201 bytes a level. A final 254-byte link there climbs back to
+    the top, and ``esc`` goes through it to ``escape``: an extractor whose realpath
+    stops resolving past PATH_MAX would check ``esc`` lexically and follow it out.
+    """
+    component = "d" * 200
+    entries: list[bytes] = []
+    short = ""
+    for i in range(levels):
+        entries.append(dir_(f"{short}{component}"))
+        entries.append(symlink(f"{short}s{i}", component))
+        short = f"{short}s{i}/"
+    climb = "l" * 254
+    entries.append(symlink(f"{short}{climb}", "/".join([".."] * levels)))
+    entries.append(symlink("esc", f"{short}{climb}/{escape}"))
+    entries.append(reg(f"esc/{SENTINEL_FILE}", b"pwned"))
+    return entries
 
 
 # -- the cases ----------------------------------------------------------------------------
@@ -1399,6 +1435,318 @@ def _hostile(outside: str) -> list[Case]:
     ]
 
 
+def _hostile_chains_and_depth(outside: str) -> list[Case]:
+    """Hardlink chains, links swapped mid-layer, depth past PATH_MAX, xattrs, devices."""
+    sentinel_file = f"{outside}/{SENTINEL_FILE}"
+    sentinel_dir = f"{outside}/{SENTINEL_DIR}"
+    relative = "../outside"
+    return [
+        Case(
+            "hardlink chain of sixteen links",
+            [layer(reg("f", b"shared"), *_hardlink_chain("h", 16, "f"))],
+            "ok",
+            "each link names the one before; all seventeen names share one inode",
+            kind="hostile",
+        ),
+        Case(
+            "hardlink chain starting at symlinks to the sentinel, with metadata",
+            [
+                layer(
+                    symlink("s", sentinel_file),
+                    symlink("d", sentinel_dir),
+                    *_hardlink_chain("hs", 4, "s"),
+                    *_hardlink_chain("hd", 4, "d"),
+                    hardlink("hs4", "hs3", mode=0o777, mtime=0, uid=4321, gid=4321),
+                    hardlink("hd4", "hd3", mode=0o700, mtime=0),
+                    reg(f"hd4/{SENTINEL_FILE}", b"pwned"),
+                    dir_(f"hd2/{SENTINEL_DIR}", mode=0o777, mtime=0),
+                )
+            ],
+            "ok",
+            "Python tarfile CVE-2025-4138 / CVE-2024-12718 class: every link of the chain "
+            "is the symlink itself (link(2) does not follow); metadata goes to the link, "
+            "never through it, and names under it resolve inside the root",
+            kind="hostile",
+        ),
+        Case(
+            "hardlink chain through symlinked directories",
+            [
+                layer(
+                    dir_("data"),
+                    reg("data/f", b"f"),
+                    symlink("l1", "data"),
+                    symlink("l2", "/l1"),
+                    hardlink("h1", "l2/f"),
+                    hardlink("h2", "l1/f"),
+                    dir_("sub"),
+                    hardlink("sub/h3", "h2"),
+                    hardlink("h4", "l2/../sub/h3"),
+                )
+            ],
+            "ok",
+            "each target's parent is resolved inside the root; the chain ends at data/f",
+            kind="hostile",
+        ),
+        Case(
+            "hardlink to a file later replaced by a symlink to the sentinel",
+            [
+                layer(
+                    reg("f", b"original"),
+                    hardlink("g", "f"),
+                    symlink("f", sentinel_file),
+                    hardlink("h", "f"),
+                    reg("g", b"rewritten"),
+                ),
+                layer(
+                    reg("h", b"pwned", mode=0o777),
+                    hardlink("k", "f", mode=0o777, mtime=0),
+                    reg("f", b"pwned"),
+                ),
+            ],
+            "ok",
+            "Python tarfile CVE-2025-4330 class: g keeps the old inode; h and k link the "
+            "symlink itself; writing h or f replaces the link, never writes through it",
+            kind="hostile",
+        ),
+        Case(
+            "hardlink through a parent replaced by a symlink to the sentinel mid-layer",
+            [
+                layer(
+                    dir_("d"),
+                    reg(f"d/{SENTINEL_FILE}", b"inside"),
+                    symlink("d", outside),
+                    hardlink("h", f"d/{SENTINEL_FILE}"),
+                )
+            ],
+            "error",
+            "moby CVE-2018-15664 class as a layer: d/ now resolves to <root><outside>, "
+            "where no such file exists; the host's sentinel is never linked",
+            kind="hostile",
+            error=r"no such file",
+        ),
+        Case(
+            "an ancestor swapped for a symlink to the sentinel between entries",
+            [
+                layer(
+                    dir_("a"),
+                    reg("a/b/x", b"x"),
+                    symlink("a", outside),
+                    reg(f"a/{SENTINEL_FILE}", b"pwned"),
+                    reg(f"a/{SENTINEL_DIR}/new", b"pwned"),
+                    symlink("a", relative),
+                    reg(f"a/{SENTINEL_FILE}", b"pwned"),
+                )
+            ],
+            "ok",
+            "moby CVE-2018-15664 / containerd CVE-2025-47290 class: replacing a drops what "
+            "is cached about a and a/b; later names (and a's deferred times) resolve "
+            "through the new link, inside",
+            kind="hostile",
+        ),
+        Case(
+            "a symlink replaced by a directory and back, twice, mid-layer",
+            [
+                layer(
+                    symlink("s", outside),
+                    dir_("s", mtime=0),
+                    reg("s/a", b"a"),
+                    symlink("s", sentinel_dir),
+                    reg(f"s/{SENTINEL_FILE}", b"pwned"),
+                    dir_("s", mode=0o777, mtime=0),
+                    reg("s/b", b"b"),
+                    symlink("s", outside),
+                    reg(f"s/{SENTINEL_FILE}", b"pwned"),
+                )
+            ],
+            "ok",
+            "each entry replaces what is there; the deferred times of s land on "
+            "<root><outside>, which the last write created inside the root",
+            kind="hostile",
+        ),
+        Case(
+            "deferred directory times through a parent replaced by a symlink",
+            [
+                layer(
+                    dir_("d"),
+                    dir_(f"d/{SENTINEL_DIR}", mode=0o700, mtime=0),
+                    symlink("d", outside),
+                )
+            ],
+            "error",
+            "applyNaive's final chtimes resolves d/dir through the link, inside the root, "
+            "where nothing exists; the sentinel directory's times are untouched",
+            kind="hostile",
+            error=r"no such file",
+        ),
+        Case(
+            "whiteouts and an opaque marker through a link climbing to the root",
+            [
+                layer(dir_("a"), symlink("a/up", "../.."), reg("keep", b"k")),
+                layer(
+                    whiteout("a/up/outside"),
+                    whiteout(f"a/up/../outside/{SENTINEL_FILE}"),
+                    whiteout(f"a/up/{outside}"),
+                    opaque("a/up"),
+                ),
+            ],
+            "ok",
+            "a/up resolves to the root: the whiteouts remove nothing outside, and the "
+            "opaque marker empties the root's lower entries (a, keep), nothing beyond it",
+            kind="hostile",
+        ),
+        Case(
+            "a directory holding links to the sentinel, whited out and replaced",
+            [
+                layer(
+                    dir_("d"),
+                    symlink("d/dir", sentinel_dir),
+                    symlink("d/file", sentinel_file),
+                    dir_("d/sub"),
+                    symlink("d/sub/up", "../../../outside"),
+                    dir_("e"),
+                    symlink("e/dir", relative),
+                ),
+                layer(whiteout("d"), reg("e", b"now a file")),
+            ],
+            "ok",
+            "removing a tree unlinks the links in it, never what they point to",
+            kind="hostile",
+        ),
+        Case(
+            "whiteouts of .. in subdirectories",
+            [layer(dir_("a"), dir_("a/b"), reg("a/b/c", b"c"), reg("a/b/.wh..."))],
+            "error",
+            "validateWhiteout: .wh... would remove a/b's parent",
+            kind="hostile",
+            error=r"invalid whiteout name",
+        ),
+        Case(
+            "whiteout of .. reached through a symlink",
+            [layer(symlink("l", outside), reg("l/.wh..."))],
+            "error",
+            "validateWhiteout refuses the name before anything is resolved",
+            kind="hostile",
+            error=r"invalid whiteout name",
+        ),
+        Case(
+            "directories nested past PATH_MAX, one level per entry",
+            [gzip(layer(_nested_dirs(70, 62)))],
+            "error",
+            "70 levels of 62-byte names: ENAMETOOLONG once a name passes 4096 bytes "
+            "(gzip-compressed: about 150 KiB of tar)",
+            kind="hostile",
+            error=r"too long",
+        ),
+        Case(
+            "a 12 KiB PAX path that cleans to a short name",
+            [layer(reg("x/../" * 2500 + "f", b"f"), hardlink("h", "y/../" * 2500 + "f"))],
+            "ok",
+            "names are cleaned before they are resolved: the file is f, h links it",
+            kind="hostile",
+        ),
+        Case(
+            "a symlink target of 12 KiB",
+            [layer(symlink("s", "t/" * 6000))],
+            "error",
+            "symlink(2) refuses a target over PATH_MAX: ENAMETOOLONG",
+            kind="hostile",
+            error=r"too long",
+        ),
+        Case(
+            "short links whose real path passes PATH_MAX",
+            [gzip(layer(_realpath_overflow(24, relative)))],
+            "error",
+            "Python tarfile CVE-2025-4517 class: resolution never turns lexical. The "
+            "directory of level 21 resolves to over 4096 bytes: ENAMETOOLONG",
+            kind="hostile",
+            error=r"too long",
+        ),
+        Case(
+            "an xattr one byte over 64 KiB",
+            [gzip(layer(reg("f", b"f", pax={"SCHILY.xattr.user.big": "x" * ((64 << 10) + 1)})))],
+            "error",
+            "the kernel refuses values over 64 KiB (E2BIG); layerdiff's max_xattr_bytes "
+            "refuses it first",
+            kind="hostile",
+            error=r"xattr|argument list too long",
+        ),
+        Case(
+            "an xattr over 64 KiB on a symlink to the sentinel",
+            [gzip(layer(symlink("s", sentinel_file, pax={"SCHILY.xattr.user.big": "x" * 70_000})))],
+            "error",
+            "as above: E2BIG comes before the EPERM that containerd would only log",
+            kind="hostile",
+            error=r"xattr|argument list too long",
+        ),
+        Case(
+            "an xattr over 64 KiB whose name has a newline",
+            [gzip(layer(reg("f", b"f", pax={"SCHILY.xattr.user.a\nb": "x" * 70_000})))],
+            "error",
+            "the message names the xattr quoted, on one printable line",
+            kind="hostile",
+            error=r"xattr 'user\.a\\nb' of|argument list too long",
+        ),
+        Case(
+            "an xattr name over 255 bytes",
+            [layer(reg("f", b"f", pax={"SCHILY.xattr.user." + "n" * 300: "v"}))],
+            "error",
+            "the kernel refuses the name (ERANGE); containerd reports it",
+            kind="hostile",
+            error=r"xattr",
+        ),
+        Case(
+            "fifty xattrs on one file",
+            [layer(reg("f", b"f", pax={f"SCHILY.xattr.user.k{i:02}": f"v{i}" for i in range(50)}))],
+            "ok",
+            "many small xattrs fit one inode's xattr space on ext4 and tmpfs",
+            kind="hostile",
+        ),
+        Case(
+            "device nodes aimed at the sentinel by every route",
+            [
+                layer(
+                    chardev(sentinel_file, 1, 3, mode=0o6777),
+                    blockdev(f"{relative}/{SENTINEL_FILE}", 8, 0),
+                    fifo(f"{sentinel_dir}/fifo"),
+                    symlink("l", relative),
+                    chardev(f"l/{SENTINEL_FILE}", 1, 1),
+                    blockdev(f"l/{SENTINEL_DIR}", 7, 0, mode=0o666),
+                    symlink("m", sentinel_dir),
+                    chardev("m/mem", 1, 1),
+                    hardlink("hl", "l/file"),
+                    symlink("dev-link", sentinel_file),
+                    chardev("dev-link", 1, 5),
+                ),
+                layer(chardev("m", 1, 3, mode=0o777, mtime=0), fifo(f"l/{SENTINEL_FILE}")),
+            ],
+            "ok",
+            "every node is made inside the root: absolute and relative names, parents "
+            "through links, a node replacing a link to the sentinel",
+            kind="hostile",
+            root_only=True,
+        ),
+        Case(
+            "GNU long name with a NUL inside",
+            [layer(gnu_longname("inside\x00/../../outside/" + SENTINEL_FILE), reg("x", b"g"))],
+            "ok",
+            "the name ends at its first NUL (Go's parseString): the entry is 'inside'",
+            kind="hostile",
+        ),
+        Case(
+            "invalid UTF-8 in PAX path and linkpath",
+            [
+                layer(
+                    reg("f", b"f", pax=[("path", b"\xff\xfe-pax")]),
+                    symlink("s", "x", pax=[("path", b"l\xc3("), ("linkpath", b"\x80/t")]),
+                )
+            ],
+            "ok",
+            "PAX strings are bytes to Go; created as they are",
+            kind="hostile",
+        ),
+    ]
+
+
 def _corrupt(blob: bytes) -> bytes:
     """``blob`` with bytes in its middle flipped (header and trailer kept)."""
     middle = len(blob) // 2
@@ -1412,7 +1760,7 @@ def _corrupt(blob: bytes) -> bytes:
 
 def build_cases(outside: str = PLACEHOLDER_OUTSIDE) -> list[Case]:
     """Every case, hostile ones aimed at the sentinel directory ``outside``."""
-    cases = _ordinary() + _edge() + _hostile(outside)
+    cases = _ordinary() + _edge() + _hostile(outside) + _hostile_chains_and_depth(outside)
     names = [case.name for case in cases]
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:

@@ -16,7 +16,8 @@ block, and its data padded to a block.
 from __future__ import annotations
 
 import gzip as _gzip
-from collections.abc import Iterable, Mapping, Sequence
+import io
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 from backports import zstd as _zstd
@@ -368,3 +369,57 @@ def gzip(data: bytes) -> bytes:
 def zstd(data: bytes) -> bytes:
     """``data`` as one zstd frame."""
     return _zstd.compress(data)
+
+
+class StreamedLayer(io.RawIOBase):
+    """A readable stream over generated entries: a layer too large to hold in memory.
+
+    The end-of-archive blocks follow the last entry.
+    """
+
+    def __init__(self, entries: Iterable[bytes]) -> None:
+        self._chunks = _with_end(entries)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._buf:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buf = chunk
+        n = min(len(buffer), len(self._buf))
+        buffer[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def _with_end(entries: Iterable[bytes]) -> Iterator[bytes]:
+    yield from entries
+    yield END
+
+
+def tiny_files(count: int, per_dir: int = 1000, data: bytes = b"") -> Iterator[bytes]:
+    """``count`` files ``dN/fI`` holding ``data``, ``per_dir`` to a directory, each
+    directory's entry before its files.
+
+    Headers are patched from one template (``reg`` per entry would take longer than the
+    apply), and yielded a few hundred at a time.
+    """
+    template = reg("", data)
+    blank = checksum_of(template[:BLOCK])  # with an empty name
+    batch: list[bytes] = []
+    for i in range(count):
+        if i % per_dir == 0:
+            batch.append(dir_(f"d{i // per_dir}"))
+        name = f"d{i // per_dir}/f{i}".encode()
+        block = bytearray(template)
+        block[: len(name)] = name
+        block[148:156] = b"%06o\x00 " % (blank + sum(name))
+        batch.append(bytes(block))
+        if len(batch) >= 256:
+            yield b"".join(batch)
+            batch.clear()
+    yield b"".join(batch)
