@@ -156,13 +156,17 @@ class _LayerSink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
-            with contextlib.suppress(TargetError):
-                self._put(bytes(self._pending))  # the error, if any, is raised below
-        else:
-            self._abandon = True
-        self._queue.put(None)
-        self._thread.join(None if exc is None else _JOIN_SECONDS)
+        try:
+            if exc is None:
+                with contextlib.suppress(TargetError):
+                    self._put(bytes(self._pending))  # the error, if any, is raised below
+            else:
+                self._abandon = True
+        finally:
+            # Whatever ``_put`` raised (the thread's error: a cancel, a deadline), the
+            # thread waits for the end marker: without it, it would wait forever.
+            self._queue.put(None)
+            self._thread.join(None if exc is None else _JOIN_SECONDS)
         if self._thread.is_alive():
             log.warning("output still blocked; leaving the compressing thread behind")
         if exc is None:
@@ -194,10 +198,12 @@ class _LayerSink:
         raise err
 
     def _run(self) -> None:
+        ended = False
         try:
             while (chunk := self._queue.get()) is not None:
                 self.tar_hash.update(chunk)
                 self._emit(self._compressor.compress(chunk))
+            ended = True
             if not self._abandon:
                 self._emit(self._compressor.flush())
                 flush = getattr(self._out, "flush", None)
@@ -205,8 +211,10 @@ class _LayerSink:
                     flush()
         except BaseException as err:  # handed to the producer, raised there
             self._error = err
-            # Keep taking chunks until the end marker, so that the producer never blocks.
-            while self._queue.get() is not None:
+            # Keep taking chunks until the end marker, so that the producer never blocks;
+            # not past it: a failure of the final write (a deadline, a full disk) comes
+            # after the marker, and waiting for another would hang the producer's join.
+            while not ended and self._queue.get() is not None:
                 pass
 
     def _emit(self, data: bytes) -> None:
