@@ -393,7 +393,7 @@ class LocalStore:
         except FileNotFoundError:
             raise NotFoundError(f"ingest ref {ref!r} not found") from None
         try:
-            _flock(fd, ref)
+            _flock_soon(fd, ref)
             shutil.rmtree(path, ignore_errors=True)
         finally:
             os.close(fd)
@@ -476,6 +476,29 @@ def _flock(fd: int, ref: str) -> None:
         if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             raise UnavailableError(f"ingest {ref!r} is held by another writer") from None
         raise
+
+
+#: How long ``abort`` waits for a lock that a just-forked child may still hold.
+_FORK_HOLD_SECONDS = 1.0
+
+
+def _flock_soon(fd: int, ref: str) -> None:
+    """``_flock``, tried again for a moment while it is held.
+
+    A child forked by another thread (a stream processor starting) shares the lock of a
+    writer that has just closed until the child execs or closes its copy of the fd
+    (O_CLOEXEC closes it only at exec): an abort right after the close would otherwise
+    be refused, and the ingest left behind.
+    """
+    deadline = time.monotonic() + _FORK_HOLD_SECONDS
+    while True:
+        try:
+            _flock(fd, ref)
+            return
+        except UnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
