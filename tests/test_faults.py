@@ -39,7 +39,6 @@ from tests.support.faults import (
     FaultServer,
     ext4_image,
     loop_devices,
-    mounted_under,
     small_ext4,
     small_tmpfs,
     start_client,
@@ -47,7 +46,7 @@ from tests.support.faults import (
     wait_until,
 )
 from tests.support.layers import layer
-from tests.support.serve import bind, put
+from tests.support.serve import bind, mounted_under, put
 from tests.support.tree import diff_trees, snapshot_tree
 
 pytestmark = pytest.mark.root

@@ -42,7 +42,7 @@ from layerdiff.oci import (
 )
 from layerdiff.server import DIFF_SERVICE_NAME
 from tests.support.layers import gzip, layer, zstd
-from tests.support.serve import LayerdiffServer, bind, put
+from tests.support.serve import LayerdiffServer, bind, mounted_under, put
 from tests.support.tree import diff_trees, merged_view, snapshot_tree
 
 pytestmark = pytest.mark.root
@@ -200,11 +200,6 @@ def wait_for_event(s: Served, event: tuple[str, str]) -> None:
             assert not deadline.wait(0.02), f"the slow processor never recorded {event}"
     finally:
         timer.cancel()
-
-
-def mounted_under(root: Path) -> list[str]:
-    with open("/proc/self/mountinfo") as info:
-        return [line.split()[4] for line in info if line.split()[4].startswith(str(root))]
 
 
 def assert_cleaned_up(s: Served) -> None:

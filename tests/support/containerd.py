@@ -25,7 +25,6 @@ import errno
 import itertools
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from layerdiff.mount import mount_points
 from tests.support import ocilayout
 from tests.support.tree import MNT_DETACH, unmount
 
@@ -134,16 +134,6 @@ def _die_with_parent() -> None:
     # when the thread that started it ends: start() from the main thread.) Only a libc
     # function resolved beforehand is called, so no lock of another thread is needed.
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _mount_points() -> list[str]:
-    with open("/proc/self/mountinfo", "rb") as f:
-        lines = f.read().splitlines()
-    # Field 5 is the mount point, with space, tab, newline and backslash octal-escaped.
-    return [
-        os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), line.split()[4]))
-        for line in lines
-    ]
 
 
 class Containerd:
@@ -269,13 +259,13 @@ required_plugins = {_toml(_REQUIRED_PLUGINS)}
             return
         prefix = str(self.workdir) + "/"
         # Deepest first; detach, since a busy mount must not keep us from cleaning up.
-        for point in sorted((p for p in _mount_points() if p.startswith(prefix)), reverse=True):
+        for point in sorted((p for p in mount_points() if p.startswith(prefix)), reverse=True):
             try:
                 unmount(point, MNT_DETACH)
             except OSError as e:
                 if e.errno not in (errno.EINVAL, errno.ENOENT):  # already gone
                     raise
-        left = [p for p in _mount_points() if p.startswith(prefix)]
+        left = [p for p in mount_points() if p.startswith(prefix)]
         if left:
             # rmtree would descend into them and delete what they show.
             raise ContainerdError(f"still mounted, not removing {self.workdir}: {left}")

@@ -18,7 +18,7 @@ from pathlib import Path
 from layerdiff.content.local import LocalStore
 from layerdiff.mount.temp import PREFIX
 from layerdiff.oci import MEDIA_TYPE_LAYER
-from tests.support.serve import LayerdiffServer
+from tests.support.serve import LayerdiffServer, mounted_under
 
 #: The media type the gate processor accepts (it yields plain tar).
 GATED = "application/vnd.layerdiff.test.gated"
@@ -79,14 +79,6 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = WAIT) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
-
-
-def mounted_under(root: Path) -> list[str]:
-    """The mount points at or below ``root`` (this process's mount namespace)."""
-    prefix = str(root.resolve())
-    with open("/proc/self/mountinfo") as info:
-        points = [line.split()[4] for line in info]
-    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
 
 
 @contextlib.contextmanager

@@ -52,9 +52,10 @@ from layerdiff.compression import Compression
 from layerdiff.content.local import LocalStore
 from layerdiff.diff import DiffOptions
 from layerdiff.differ.compare import compare_mounts
+from layerdiff.mount import mount_points
 from layerdiff.oci import MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD
 from tests.support.layers import gzip, layer, zstd
-from tests.support.serve import LayerdiffServer, bind, put
+from tests.support.serve import LayerdiffServer, bind, children_of, put
 from tests.support.tree import MNT_DETACH, Tree, diff_trees, mount, snapshot_tree, unmount
 
 #: Media types only the test's stream processors accept; they yield plain tar.
@@ -139,8 +140,7 @@ def sample_process(pid: int, root: Path, temp_root: Path, at: float, phase: str)
     status = dict(
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
     )
-    with open(f"/proc/{pid}/mountinfo") as info:
-        points = [line.split()[4] for line in info]
+    points = mount_points(pid)
     below = str(root) + "/"
     ours = sum(p.startswith(below) for p in points) + len(os.listdir(temp_root))
     return Sample(
@@ -149,21 +149,6 @@ def sample_process(pid: int, root: Path, temp_root: Path, at: float, phase: str)
         fds=len(os.listdir(f"/proc/{pid}/fd")), threads=len(os.listdir(f"/proc/{pid}/task")),
         children=len(children_of(pid)), mounts=len(points), ours=ours,
     )
-
-
-def children_of(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (zombies included)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue  # it ended while we looked
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
-            found.append(int(entry))
-    return found
 
 
 # --------------------------------------------------------------------------- results

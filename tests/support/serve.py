@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from layerdiff.api import descriptor_pb2, diff_pb2_grpc, mount_pb2
 from layerdiff.content.ingest import unique_ref, write_blob
 from layerdiff.content.local import LocalStore
+from layerdiff.mount import mount_points
 
 STARTUP_TIMEOUT = 30.0
 
@@ -146,17 +147,7 @@ class LayerdiffServer:
 
     def children(self) -> set[int]:
         """The server's child processes (stream processors), running or not yet reaped."""
-        found = set()
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if stat[stat.rindex(")") + 2 :].split()[1] == str(self.pid):
-                found.add(int(entry))
-        return found
+        return children_of(self.pid)
 
 
 def put(store: LocalStore, blob: bytes, media_type: str) -> descriptor_pb2.Descriptor:
@@ -169,3 +160,25 @@ def put(store: LocalStore, blob: bytes, media_type: str) -> descriptor_pb2.Descr
 def bind(path: Path, *options: str) -> mount_pb2.Mount:
     """A bind mount of ``path`` as a message."""
     return mount_pb2.Mount(type="bind", source=str(path), options=["rbind", *options])
+
+
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is ``pid``, zombies included."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The fields after the command, which is in parentheses and may hold anything.
+        if stat[stat.rindex(")") + 2 :].split()[1] == str(pid):
+            found.add(int(entry))
+    return found
+
+
+def mounted_under(root: Path) -> list[str]:
+    """The mount points at or below ``root`` (this process's mount namespace)."""
+    prefix = str(root.resolve())
+    return [p for p in mount_points() if p == prefix or p.startswith(prefix + "/")]

@@ -3,6 +3,7 @@
 from layerdiff.mount.mount import (
     Mount,
     mount_all,
+    mount_points,
     readonly_mounts,
     unmount_all,
     unmount_mounts,
@@ -16,14 +17,16 @@ from layerdiff.mount.spec import (
     parse_mount_spec,
     parse_mounts_json,
 )
-from layerdiff.mount.temp import temporary_mount
+from layerdiff.mount.temp import cleanup_temp_mounts, temporary_mount
 
 __all__ = [
     "Mount",
     "ParsedOptions",
+    "cleanup_temp_mounts",
     "format_mount_spec",
     "mount_all",
     "mount_from_json",
+    "mount_points",
     "mount_to_json",
     "mounts_to_json",
     "parse_mount_spec",

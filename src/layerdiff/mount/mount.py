@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -144,6 +145,17 @@ def _mount_error(m: Mount, target: str, err: OSError) -> LayerdiffError:
     if err.errno in (errno.EINVAL, errno.E2BIG):
         return InvalidArgumentError(what)
     return TargetError(what)
+
+
+_ESCAPED = re.compile(rb"\\([0-7]{3})")
+
+
+def mount_points(pid: int | str = "self") -> list[str]:
+    """Every mount point of ``pid``'s mount namespace, from ``/proc/PID/mountinfo``."""
+    with open(f"/proc/{pid}/mountinfo", "rb") as info:
+        # The fifth field, with space, tab, newline and backslash escaped in octal.
+        return [os.fsdecode(_ESCAPED.sub(lambda m: bytes([int(m[1], 8)]), line.split()[4]))
+                for line in info]
 
 
 def mount_all(mounts: Sequence[Mount], target: str | os.PathLike[str]) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Iterator, Sequence
 
@@ -24,6 +23,7 @@ from layerdiff.errors import LayerdiffError, TargetError
 from layerdiff.mount.mount import (
     Mount,
     mount_all,
+    mount_points,
     readonly_mounts,
     unmount_all,
     unmount_mounts,
@@ -35,8 +35,6 @@ log = logging.getLogger("layerdiff.mount")
 ROOT_ENV = "LAYERDIFF_MOUNT_ROOT"
 #: The name of every temporary mount point starts so.
 PREFIX = "layerdiff-mount-"
-_MOUNTINFO = "/proc/self/mountinfo"
-_OCTAL = re.compile(rb"\\([0-7]{3})")
 
 
 def default_root() -> str:
@@ -104,7 +102,7 @@ def cleanup_temp_mounts(root: str | os.PathLike[str]) -> list[str]:
     torn down too. Failures are logged and skipped, as containerd does at start-up.
     """
     base = os.path.realpath(root)  # mountinfo shows paths with symlinks resolved
-    points = sorted({p for p in _mount_points() if _is_temporary(base, p)},
+    points = sorted({p for p in mount_points() if _is_temporary(base, p)},
                     key=len, reverse=True)
     done = []
     for point in points:
@@ -132,13 +130,6 @@ def cleanup_temp_mounts(root: str | os.PathLike[str]) -> list[str]:
         else:
             log.info("removed the leftover mount point %s", entry.path)
     return done
-
-
-def _mount_points() -> list[str]:
-    with open(_MOUNTINFO, "rb") as info:
-        # The fifth field, with space, tab, newline and backslash escaped in octal.
-        return [os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m[1], 8)]), line.split()[4]))
-                for line in info]
 
 
 def _is_temporary(base: str, point: str) -> bool:
