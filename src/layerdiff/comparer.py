@@ -210,7 +210,9 @@ class _LayerSink:
                 if flush is not None:
                     flush()
         except BaseException as err:  # handed to the producer, raised there
-            self._error = err
+            # Without its traceback: that holds this frame, hence the sink, the
+            # compressor and their buffers, in a cycle only the garbage collector frees.
+            self._error = err.with_traceback(None)
             # Keep taking chunks until the end marker, so that the producer never blocks;
             # not past it: a failure of the final write (a deadline, a full disk) comes
             # after the marker, and waiting for another would hang the producer's join.
