@@ -20,7 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from layerdiff.image.open import open_image
+from layerdiff.image.platforms import default_platform
+from layerdiff.image.verify import layer_blob
 from layerdiff.registry import Credentials, RegistryClient
+from layerdiff.registry.blob import BlobReader
 from tests.support import images
 from tests.support.compat_cases import BASE, entry_names, unlisted_dirs, whiteouts
 from tests.support.containerd import Containerd
@@ -253,6 +257,20 @@ def test_another_platform_of_the_index(
     assert result.stdout.startswith(f"{anonymous.other.config_digest} {platform} 1 layers ")
     assert_same_as_containerd(containerd, anonymous.ref(), tmp_path / "out", "flat",
                               anonymous.other, platform=platform)
+
+
+def test_a_registry_layer_is_hashed_once(anonymous: Pushed) -> None:
+    # The download checks digest and size itself: a second hash would cost ~1 s/GiB.
+    source = open_image(f"registry:{anonymous.ref()}", insecure_registry=True)
+    try:
+        image = source.resolve(default_platform(), strict=False)
+        for layer in image.layers:
+            with layer_blob(source, layer) as reader:
+                assert isinstance(reader, BlobReader)
+                data = reader.read(-1)
+            assert sha256_digest(data) == layer.digest
+    finally:
+        source.close()
 
 
 # ------------------------------------------------------------------------- failures

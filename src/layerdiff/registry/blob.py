@@ -46,6 +46,12 @@ class BlobReader:
         self._closed = False
 
     @property
+    def verified_digest(self) -> str:
+        """The digest this reader checks the blob against (with its size), so that a
+        caller need not hash the same bytes again (``image.verify.layer_blob``)."""
+        return self._digest
+
+    @property
     def offset(self) -> int:
         """How many bytes were handed to the reader so far."""
         return self._offset
