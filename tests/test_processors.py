@@ -569,7 +569,9 @@ def test_a_failing_stage_is_reported_at_once_while_an_earlier_one_hangs(tmp_path
         # Not waited for: were it, its time limit would end the apply with its own error.
         timeout=120,
     )
-    inner = _spec("--fail", "inner gave up")
+    # Fails once the outer one runs: were it faster, the outer one would be killed
+    # before it could record its pid, and nothing would show it was stopped.
+    inner = _spec("--after", str(record), "--fail", "inner gave up")
     with pytest.raises(ProcessorError, match=r"^stream processor 'decrypt' failed"):
         apply_layer(
             io.BytesIO(b"x" * 100),

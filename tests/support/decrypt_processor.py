@@ -74,6 +74,7 @@ def main() -> int:
     parser.add_argument("--hang-at-end", action="store_true", help="decrypt, then never exit")
     parser.add_argument("--emit", metavar="FILE", help="write FILE, never read stdin, exit 0")
     parser.add_argument("--helper", action="store_true", help="leave a sleeping child behind")
+    parser.add_argument("--after", metavar="FILE", help="first wait (up to 30 s) for FILE")
     args = parser.parse_args()
 
     key = _read_payload()
@@ -94,6 +95,10 @@ def main() -> int:
             json.dump(record, f)
         os.rename(args.record + ".tmp", args.record)  # readers never see half a record
 
+    if args.after:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(args.after) and time.monotonic() < deadline:
+            time.sleep(0.01)
     if args.fail is not None:
         print("decrypt: starting", file=sys.stderr)
         print(args.fail, file=sys.stderr)
