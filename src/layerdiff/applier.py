@@ -1,14 +1,13 @@
 """Applying one layer blob onto a directory: the library call behind ``layerdiff apply``.
 
-Bytes flow one way: the source is read once, decompressed and hashed on a producer
-thread, parsed and written by the applier. The returned descriptor names what was
+Bytes flow one way: the source is read once, decompressed on a producer thread, hashed
+on another, parsed and written by the applier. The returned descriptor names what was
 applied: the uncompressed stream's digest (the diffID, trailing bytes included) and size.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -28,7 +27,7 @@ from layerdiff.errors import (
     TargetError,
 )
 from layerdiff.oci import MEDIA_TYPE_LAYER, Descriptor
-from layerdiff.pipeline import Prefetcher
+from layerdiff.pipeline import Prefetcher, ThreadedHash
 from layerdiff.processors import ProcessorChain
 
 Source = str | os.PathLike[str] | BinaryIO | Readable
@@ -50,10 +49,12 @@ class _ReadErrors:
 class _Digester:
     """Counts and hashes every chunk that passes through it, up to ``limit`` bytes."""
 
-    def __init__(self, chunks: Iterable[bytes], limit: int | None) -> None:
+    def __init__(
+        self, chunks: Iterable[bytes], limit: int | None, hasher: ThreadedHash
+    ) -> None:
         self._chunks = chunks
         self._limit = limit
-        self.hash = hashlib.sha256()
+        self.hash = hasher
         self.size = 0
 
     def __iter__(self) -> Iterator[bytes]:
@@ -118,9 +119,9 @@ def layer_tar(
     raw: Readable, media_type: str | None, options: ApplyOptions
 ) -> Iterator[LayerTar]:
     """The tar stream of the layer read from ``raw``: through the stream processors
-    ``media_type`` picks (or the compression detected from the first bytes), decoded and
-    hashed on a second thread, within ``options.limits``; ``options.cancel`` stops the
-    processors at once."""
+    ``media_type`` picks (or the compression detected from the first bytes), decoded on a
+    second thread and hashed on a third, within ``options.limits``; ``options.cancel``
+    stops the processors at once."""
     with contextlib.ExitStack() as stack:
         source = _ReadErrors(raw)
         plain: Iterable[bytes]
@@ -132,7 +133,11 @@ def layer_tar(
                 ProcessorChain(media_type, source, options.processors, options.payloads)
             )
             plain = chain
-        digester = _Digester(plain, options.limits.max_layer_bytes)
+        hasher = ThreadedHash()
+        # Closed after the prefetcher (callbacks run last first): its thread may still
+        # be handing chunks over until then.
+        stack.callback(hasher.close)
+        digester = _Digester(plain, options.limits.max_layer_bytes, hasher)
         prefetched = stack.enter_context(Prefetcher(iter(digester)))
         if chain is not None:
             # Stop the processors before the prefetcher: its thread may be blocked

@@ -1,14 +1,17 @@
 """Running a producer of byte chunks on its own thread, so that two cores share the work.
 
 Decompression and hashing release the GIL, so while the applier thread creates files
-the producer thread decodes and hashes the next megabytes. The queue between them is
-bounded: memory stays constant however large the layer, and a slow target slows the
-decoder down instead of piling up chunks.
+the producer thread decodes the next megabytes, and a third thread hashes them
+(``ThreadedHash``): on a fast decoder (zstd) decoding and hashing on one thread made it
+the slowest of the three. The queues between them are bounded: memory stays constant
+however large the layer, and a slow target slows the decoder down instead of piling up
+chunks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import queue
 import threading
@@ -95,3 +98,39 @@ class Prefetcher:
                     raise item.error
                 return
             yield item
+
+
+class ThreadedHash:
+    """A sha256 computed on a thread of its own from the chunks given to ``update``.
+
+    Chunks are shared, not copied; at most ``_QUEUE_CHUNKS`` wait. ``hexdigest`` waits
+    for the last one; ``close`` (always call it, e.g. on an error) ends the thread.
+    """
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUE_CHUNKS)
+        self._thread = threading.Thread(target=self._run, name="layerdiff-hash", daemon=True)
+        self._thread.start()
+
+    def update(self, chunk: bytes) -> None:
+        """Hash ``chunk`` after the ones before it (ignored once closed: a producer
+        left behind must not block on a queue nobody reads)."""
+        if self._thread.is_alive():
+            self._queue.put(chunk)
+
+    def hexdigest(self) -> str:
+        """The digest of every chunk given so far; no ``update`` may follow."""
+        self.close()
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        """End the thread once it has hashed what it was given (it never blocks long:
+        it only waits for chunks)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._hash.update(chunk)
