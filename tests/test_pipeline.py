@@ -21,9 +21,10 @@ def _pipeline_threads() -> list[str]:
             if t.name in ("layerdiff-hash", "layerdiff-decode")]
 
 
-def test_the_threaded_hash_is_sha256_of_every_chunk_in_order() -> None:
+@pytest.mark.parametrize("inline_bytes", [0, 100_000, 1 << 30])
+def test_the_threaded_hash_is_sha256_of_every_chunk_in_order(inline_bytes: int) -> None:
     chunks = [os.urandom(n) for n in (0, 1, 4096, 1 << 20, 3, 70_000)] * 5
-    hasher = ThreadedHash()
+    hasher = ThreadedHash(inline_bytes)
     for chunk in chunks:
         hasher.update(chunk)
     assert hasher.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
@@ -33,7 +34,8 @@ def test_the_threaded_hash_is_sha256_of_every_chunk_in_order() -> None:
 
 
 def test_an_apply_leaves_no_pipeline_thread(tmp_path: Path) -> None:
-    blob = gzip(layer(("file", "big", {"data": os.urandom(3 << 20)})))
+    # Past the bytes hashed inline: the hash thread starts.
+    blob = gzip(layer(("file", "big", {"data": os.urandom(24 << 20)})))
     for name in ("ok", "bad"):
         (tmp_path / name).mkdir()
     apply_layer(io.BytesIO(blob), tmp_path / "ok")

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from types import TracebackType
 
 _QUEUE_CHUNKS = 8
+#: How much of a stream ``ThreadedHash`` hashes before it starts its thread.
+_INLINE_HASH_BYTES = 16 << 20
 _POLL_SECONDS = 0.1
 _CLOSE_WAIT_SECONDS = 5.0
 
@@ -101,23 +103,36 @@ class Prefetcher:
 
 
 class ThreadedHash:
-    """A sha256 computed on a thread of its own from the chunks given to ``update``.
+    """A sha256 of the chunks given to ``update``: computed in the caller's thread for
+    the first ``inline_bytes``, then on a thread of its own.
 
-    Chunks are shared, not copied; at most ``_QUEUE_CHUNKS`` wait. ``hexdigest`` waits
-    for the last one; ``close`` (always call it, e.g. on an error) ends the thread.
+    A thread pays off only on big layers: on a small one, handing chunks (and the GIL)
+    to a third thread costs more than hashing them. Chunks are shared, not copied; at
+    most ``_QUEUE_CHUNKS`` wait. ``hexdigest`` waits for the last one; ``close``
+    (always call it, e.g. on an error) ends the thread.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, inline_bytes: int = _INLINE_HASH_BYTES) -> None:
         self._hash = hashlib.sha256()
+        self._inline = inline_bytes
         self._queue: queue.Queue[bytes | None] = queue.Queue(_QUEUE_CHUNKS)
-        self._thread = threading.Thread(target=self._run, name="layerdiff-hash", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._closed = False
 
     def update(self, chunk: bytes) -> None:
         """Hash ``chunk`` after the ones before it (ignored once closed: a producer
         left behind must not block on a queue nobody reads)."""
-        if self._thread.is_alive():
-            self._queue.put(chunk)
+        if self._closed:
+            return
+        if self._thread is None:
+            if self._inline > 0:
+                self._inline -= len(chunk)
+                self._hash.update(chunk)
+                return
+            self._thread = threading.Thread(target=self._run, name="layerdiff-hash",
+                                            daemon=True)
+            self._thread.start()
+        self._queue.put(chunk)
 
     def hexdigest(self) -> str:
         """The digest of every chunk given so far; no ``update`` may follow."""
@@ -127,7 +142,8 @@ class ThreadedHash:
     def close(self) -> None:
         """End the thread once it has hashed what it was given (it never blocks long:
         it only waits for chunks)."""
-        if self._thread.is_alive():
+        self._closed = True
+        if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
 
