@@ -29,13 +29,7 @@ def test_containerd_reads_a_blob_layerdiff_committed(containerd: Containerd) -> 
     # ingest of a digest already in the content root adopts the blob without its bytes
     # (ctr seeks its input to the blob's size, so it is given the blob itself).
     namespace = "shared-content"
-    with blob.open("rb") as stdin:
-        subprocess.run(
-            [str(containerd.bindir / "ctr"), "--address", str(containerd.socket),
-             "--namespace", namespace, "content", "ingest",
-             "--expected-digest", digest, "--expected-size", str(len(data)), "adopt"],
-            stdin=stdin, check=True, capture_output=True, timeout=60,
-        )
+    containerd.ingest_kept("adopt", blob, namespace=namespace)
     listed = containerd.ctr("content", "ls", "-q", namespace=namespace).stdout.split()
     assert digest in listed
     got = subprocess.run(
@@ -48,8 +42,7 @@ def test_containerd_reads_a_blob_layerdiff_committed(containerd: Containerd) -> 
 
 def test_layerdiff_reads_a_blob_containerd_ingested(containerd: Containerd) -> None:
     data = b"written by containerd\n" * 300
-    containerd.ctr("content", "ingest", "from-ctr", stdin=data)
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    digest = containerd.ingest_kept("from-ctr", data)
     with content_root(containerd) as store:
         assert store.info(digest).size == len(data)
         with store.reader(digest) as reader:

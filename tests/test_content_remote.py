@@ -262,14 +262,12 @@ def test_remote_store_reads_what_ctr_ingested(
 ) -> None:
     store, namespace = new_store(containerd, channel)
     data = os.urandom(1 << 20).hex().encode()
-    digest = digest_of(data)
-    containerd.ctr(
-        "content", "ingest", "--expected-size", str(len(data)), "--expected-digest", digest,
-        "from-ctr", namespace=namespace, stdin=data,
-    )
-    containerd.ctr("content", "label", digest, "origin=ctr", namespace=namespace)
+    digest = containerd.ingest_kept("from-ctr", data, namespace=namespace, labels=["origin=ctr"])
+    assert digest == digest_of(data)
     info = store.info(digest)
-    assert (info.size, dict(info.labels)) == (len(data), {"origin": "ctr"})
+    assert (info.size, dict(info.labels)) == (
+        len(data), {"origin": "ctr", "containerd.io/gc.root": "test"}
+    )
     with store.reader(digest) as reader:
         assert reader.read() == data
 
