@@ -39,8 +39,8 @@ __all__ = [
 #: Every command, in ``--help`` order: its module in this package, its one-line help.
 #: The modules are imported only when their command runs (or for the whole parser):
 #: ``serve`` pulls in gRPC, ``unpack`` and ``inspect`` the registry client, and a
-#: command's start-up should pay only for what it uses. The help repeats the module's
-#: own (a test checks they agree), so that ``--help`` can list every command unimported.
+#: command's start-up should pay only for what it uses. The help is kept here, and the
+#: modules take it from here, so that ``--help`` can list every command unimported.
 COMMANDS = {
     "apply": ("apply_cmd", "apply a layer (tar, tar+gzip or tar+zstd) onto a directory"),
     "diff": ("diff_cmd", "compute the layer that turns LOWER into UPPER"),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from layerdiff.applier import apply_layer, open_source
+from layerdiff.cli import COMMANDS
 from layerdiff.cli.config_args import layer_settings
 from layerdiff.cli.mount_args import add_mount_arguments, mounts_from_args
 from layerdiff.cli.output import EXIT_OK, print_descriptor
@@ -37,7 +38,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add the ``apply`` command."""
     apply = commands.add_parser(
         "apply",
-        help="apply a layer (tar, tar+gzip or tar+zstd) onto a directory",
+        help=COMMANDS["apply"][1],
         description="Apply a layer onto DEST and print the applied descriptor.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

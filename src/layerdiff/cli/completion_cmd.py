@@ -11,6 +11,7 @@ import argparse
 import shlex
 from dataclasses import dataclass, field
 
+from layerdiff.cli import COMMANDS
 from layerdiff.cli.output import EXIT_OK
 
 SHELLS = ("bash", "zsh", "fish")
@@ -30,7 +31,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add the ``completion`` command."""
     completion = commands.add_parser(
         "completion",
-        help="print a shell completion script (bash, zsh or fish)",
+        help=COMMANDS["completion"][1],
         description="Print the completion script for SHELL on standard output.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from layerdiff.cli import COMMANDS
 from layerdiff.cli.diff_cmd import parse_labels
 from layerdiff.cli.output import EXIT_OK, print_json, print_table
 from layerdiff.config import default_store_root
@@ -34,7 +35,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add the ``content`` command group."""
     content = commands.add_parser(
         "content",
-        help="list, read, write, label and remove blobs in a content store",
+        help=COMMANDS["content"][1],
         description="Manage blobs in a content store in containerd's layout.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from layerdiff.cli import COMMANDS
 from layerdiff.cli.mount_args import add_mount_arguments, mounts_from_args
 from layerdiff.cli.output import EXIT_OK, print_descriptor
 from layerdiff.cli.progress import CountingWriter, Progress
@@ -37,7 +38,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add the ``diff`` command."""
     diff = commands.add_parser(
         "diff",
-        help="compute the layer that turns LOWER into UPPER",
+        help=COMMANDS["diff"][1],
         description="Write the layer that turns LOWER into UPPER to OUT and print its\n"
         "descriptor (on standard error when OUT is standard output).",
         epilog=EXAMPLES,

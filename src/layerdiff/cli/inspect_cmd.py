@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 
 from layerdiff.applier import open_source
+from layerdiff.cli import COMMANDS
 from layerdiff.cli.config_args import layer_settings
 from layerdiff.cli.output import (
     EXIT_OK,
@@ -65,7 +66,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add the ``inspect`` command."""
     inspect = commands.add_parser(
         "inspect",
-        help="show what a layer or an image does: added, modified, deleted, sizes, waste",
+        help=COMMANDS["inspect"][1],
         description="Read LAYER or IMAGE without applying it and show what it does: "
         "entries added, modified and deleted, opaque directories, sizes, the largest "
         "files, per-directory totals; for an image, per layer and for the flattened "

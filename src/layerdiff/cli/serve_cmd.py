@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from layerdiff.cli import COMMANDS
 from layerdiff.cli.output import EXIT_OK
 
 EXAMPLES = """\
@@ -28,7 +29,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add the ``serve`` command."""
     serve = commands.add_parser(
         "serve",
-        help="serve containerd's Diff API (Apply, Diff) on a unix socket",
+        help=COMMANDS["serve"][1],
         description="Serve containerd.services.diff.v1.Diff, health and metrics.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

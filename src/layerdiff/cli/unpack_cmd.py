@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 
+from layerdiff.cli import COMMANDS
 from layerdiff.cli.config_args import layer_settings
 from layerdiff.cli.output import EXIT_OK, print_json
 from layerdiff.cli.progress import MeteredImageSource, Progress
@@ -35,7 +36,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add the ``unpack`` command."""
     unpack = commands.add_parser(
         "unpack",
-        help="unpack an image (OCI layout, OCI or docker archive, registry) into a directory",
+        help=COMMANDS["unpack"][1],
         description="Unpack IMAGE's layers for one platform into DEST, verifying every blob "
         "digest and diffID. Run again after an interruption, it finishes the unpack.",
         epilog=EXAMPLES,
