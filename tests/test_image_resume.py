@@ -145,3 +145,23 @@ def test_snapshots_unpack_killed_mid_layer_finishes_correctly(tmp_path: Path) ->
         unpacked_at = unlisted_dirs(fresh, entry_names(layers[i])) + whiteouts(fresh)
         problems = diff_trees(fresh, out, ignore_mtime=unpacked_at)
         assert problems == [], f"layer {name}:\n" + "\n".join(problems)
+
+
+def test_a_restarted_flat_unpack_removes_a_tree_of_any_depth(tmp_path: Path) -> None:
+    layers = [gzip(BASE), gzip(UNSAFE), TOP]
+    image = images.all_forms(images.make_image(layers), tmp_path)["oci-archive"]
+    _unpack(image, tmp_path / "fresh", "flat")
+    _killed_unpack(image, tmp_path / "out", "flat", kill_at=1)
+    # As a layer may leave it: deeper than Python 3.11's rmtree (or makedirs) can recurse.
+    fd = os.open(tmp_path / "out", os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1500):
+        os.mkdir("b", dir_fd=fd)
+        below = os.open("b", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = below
+    os.close(fd)
+
+    assert _unpack(image, tmp_path / "out", "flat") == 0  # started over: DEST emptied
+    problems = diff_trees(snapshot_tree(tmp_path / "fresh"), snapshot_tree(tmp_path / "out"),
+                          ignore_mtime=UNPACK_TIMES)
+    assert problems == [], "\n".join(problems)

@@ -20,12 +20,12 @@ import contextlib
 import dataclasses
 import fcntl
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from layerdiff.applier import apply_layer
+from layerdiff.archive.fsroot import remove_tree
 from layerdiff.diff import ApplyOptions, WhiteoutMode
 from layerdiff.durable import sync_dir
 from layerdiff.errors import (
@@ -195,7 +195,13 @@ def _fs(call: Callable[..., None], *args: object) -> None:
 def _remove(path: str) -> None:
     try:
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
+            # The applier's removal: a layer may have made a tree too deep for
+            # Python 3.11's recursive shutil.rmtree.
+            parent = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                remove_tree(parent, os.path.basename(path))
+            finally:
+                os.close(parent)
         else:
             os.unlink(path)
     except FileNotFoundError:
