@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from layerdiff.mount import mount_points
 from tests.support import ocilayout
@@ -295,12 +296,9 @@ required_plugins = {_toml(_REQUIRED_PLUGINS)}
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         for _ in range(5):
             with contextlib.ExitStack() as stack:
-                stdin = stack.enter_context(blob.open("rb")) if isinstance(blob, Path) else None
-                command = [str(self.bindir / "ctr"), "--address", str(self.socket),
-                           "--namespace", namespace, "content", "ingest",
-                           "--expected-size", str(len(data)), "--expected-digest", digest, ref]
-                subprocess.run(command, stdin=stdin, input=None if stdin else data,
-                               check=True, capture_output=True, timeout=CTR_TIMEOUT)
+                stdin = stack.enter_context(blob.open("rb")) if isinstance(blob, Path) else data
+                self.ctr("content", "ingest", "--expected-size", str(len(data)),
+                         "--expected-digest", digest, ref, namespace=namespace, stdin=stdin)
             labelled = self.ctr("content", "label", digest, "containerd.io/gc.root=test",
                                 *labels, namespace=namespace, check=False)
             if labelled.returncode == 0:
@@ -313,16 +311,19 @@ required_plugins = {_toml(_REQUIRED_PLUGINS)}
         *args: str,
         namespace: str = "default",
         check: bool = True,
-        stdin: bytes | None = None,
+        stdin: bytes | BinaryIO | None = None,
         timeout: float = CTR_TIMEOUT,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``ctr`` against this daemon in a namespace; stdout and stderr captured."""
+        """Run ``ctr`` against this daemon in a namespace; stdout and stderr captured.
+
+        ``stdin``: bytes, or an open file (which ctr may seek).
+        """
         command = [str(self.bindir / "ctr"), "--address", str(self.socket),
                    "--namespace", namespace, *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONTAINERD_")}
-        result = subprocess.run(
-            command, input=stdin, capture_output=True, timeout=timeout, env=env, check=False
-        )
+        data, file = (stdin, None) if stdin is None or isinstance(stdin, bytes) else (None, stdin)
+        result = subprocess.run(command, input=data, stdin=file, capture_output=True,
+                                timeout=timeout, env=env, check=False)
         completed = subprocess.CompletedProcess(
             result.args,
             result.returncode,
