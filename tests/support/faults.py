@@ -18,7 +18,7 @@ from pathlib import Path
 from layerdiff.content.local import LocalStore
 from layerdiff.mount.temp import PREFIX
 from layerdiff.oci import MEDIA_TYPE_LAYER
-from tests.support.serve import LayerdiffServer, mounted_under
+from tests.support.serve import LayerdiffServer, mounted_under, thread_count
 
 #: The media type the gate processor accepts (it yields plain tar).
 GATED = "application/vnd.layerdiff.test.gated"
@@ -147,9 +147,7 @@ class FaultServer:
 
     def threads(self) -> int:
         """The server's thread count."""
-        status = Path(f"/proc/{self.server.pid}/status").read_text()
-        return int(next(line.split()[1] for line in status.splitlines()
-                        if line.startswith("Threads:")))
+        return thread_count(self.server.pid)
 
     def kill(self, *others: int) -> None:
         """SIGKILL the server's process group and ``others``, as a crash would end them."""

@@ -55,7 +55,7 @@ from layerdiff.differ.compare import compare_mounts
 from layerdiff.mount import mount_points
 from layerdiff.oci import MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD
 from tests.support.layers import gzip, layer, zstd
-from tests.support.serve import LayerdiffServer, bind, children_of, put
+from tests.support.serve import LayerdiffServer, bind, children_of, put, thread_count
 from tests.support.tree import MNT_DETACH, Tree, diff_trees, mount, snapshot_tree, unmount
 
 #: Media types only the test's stream processors accept; they yield plain tar.
@@ -146,7 +146,7 @@ def sample_process(pid: int, root: Path, temp_root: Path, at: float, phase: str)
     return Sample(
         at=round(at, 1), phase=phase,
         rss_kib=int(status["VmRSS"].split()[0]), hwm_kib=int(status["VmHWM"].split()[0]),
-        fds=len(os.listdir(f"/proc/{pid}/fd")), threads=len(os.listdir(f"/proc/{pid}/task")),
+        fds=len(os.listdir(f"/proc/{pid}/fd")), threads=thread_count(pid),
         children=len(children_of(pid)), mounts=len(points), ours=ours,
     )
 

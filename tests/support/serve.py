@@ -178,6 +178,11 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def thread_count(pid: int) -> int:
+    """How many threads process ``pid`` has."""
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
 def mounted_under(root: Path) -> list[str]:
     """The mount points at or below ``root`` (this process's mount namespace)."""
     prefix = str(root.resolve())
