@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -147,7 +148,17 @@ def test_snapshots_unpack_killed_mid_layer_finishes_correctly(tmp_path: Path) ->
         assert problems == [], f"layer {name}:\n" + "\n".join(problems)
 
 
-def test_a_restarted_flat_unpack_removes_a_tree_of_any_depth(tmp_path: Path) -> None:
+@pytest.fixture
+def out_removed(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path/out``, removed by rm(1) afterwards: pytest's own cleanup recurses, and
+    a deep tree left by a failure would break every later session's cleanup."""
+    yield tmp_path / "out"
+    subprocess.run(["rm", "-rf", str(tmp_path / "out")], check=True)
+
+
+def test_a_restarted_flat_unpack_removes_a_tree_of_any_depth(
+    tmp_path: Path, out_removed: Path
+) -> None:
     layers = [gzip(BASE), gzip(UNSAFE), TOP]
     image = images.all_forms(images.make_image(layers), tmp_path)["oci-archive"]
     _unpack(image, tmp_path / "fresh", "flat")
