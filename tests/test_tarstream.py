@@ -234,6 +234,15 @@ def test_fast_header_agrees_with_the_full_parser_on_mutated_blocks(seed: int) ->
     assert fast_hits > 1000  # the test exercises the fast path, not only its refusals
 
 
+def test_byte_sum_is_exact_for_ascii_and_other_blocks() -> None:
+    rng = random.Random(7)
+    blocks = [bytes([0x7F]) * 512, bytes([0xFF]) * 512, bytes(512), bytes([0x80]) + bytes(511)]
+    blocks += [bytes(rng.randrange(128) for _ in range(512)) for _ in range(200)]
+    blocks += [bytes(rng.randrange(256) for _ in range(512)) for _ in range(200)]
+    for block in blocks:
+        assert tarstream._byte_sum(block) == sum(block)
+
+
 @pytest.mark.parametrize("chunk", [1, 100, 512, 513, 1000, 4096, 1 << 20])
 def test_entries_are_the_same_however_the_stream_is_chunked(chunk: int) -> None:
     members = [

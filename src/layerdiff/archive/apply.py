@@ -102,6 +102,9 @@ class Applier:
         self.lookup = self.overlay.lookup_symlink if self.overlay else root.lookup_symlink
         self.unpacked: set[str] = set()
         self.dirs: list[TarHeader] = []
+        #: The mode bits a new file gets from open(2) under the umask: more needs fchmod.
+        self._umasked_bits = 0o777 & ~self.proc.umask
+        self._bound_times = not options.strict_oci
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -155,15 +158,16 @@ class Applier:
             and "//" not in name
             and "/." not in name
             and hdr.mode & 0o170000 != stat.S_IFSOCK
-            and self.root.is_known_dir(name.rpartition("/")[0])
         ):
             try:
-                self._create_file(hdr, name, hdr.mode & 0o7777, reader)
+                fd = self.root.create_in_known_dir(name, hdr.mode & 0o777)
             except FileExistsError:
                 self._place(hdr, name, reader)  # looks at what is there, as below
                 return
-            self.unpacked.add(name)
-            return
+            if fd is not None:
+                self._fill_file(fd, hdr, name, hdr.mode & 0o7777, reader)
+                self.unpacked.add(name)
+                return
         hdr.name = rootpath.clean(name)
         if hdr.typeflag in (tarstream.CHAR, tarstream.BLOCKDEV) and self.proc.in_userns:
             log.warning("file %r ignored: devices cannot be created in a user namespace", hdr.name)
@@ -415,8 +419,11 @@ class Applier:
             raise UnsupportedError(f"unhandled tar header type {ord(flag)}")
 
     def _create_file(self, hdr: TarHeader, path: str, mode: int, reader: TarReader) -> None:
+        self._fill_file(self.root.create_file(path, mode & 0o777), hdr, path, mode, reader)
+
+    def _fill_file(self, fd: int, hdr: TarHeader, path: str, mode: int, reader: TarReader) -> None:
+        """Data, owner, xattrs, mode and times of a new regular file; closes ``fd``."""
         # The hottest code of an apply: calls are inlined where that saves time.
-        fd = self.root.create_file(path, mode & 0o777)
         try:
             whole = reader.data_at_once()
             if whole is None:
@@ -432,7 +439,7 @@ class Applier:
                 os.fchown(fd, uid, gid)
             if hdr.pax:
                 self._set_xattrs(fd, hdr, path)
-            if mode != mode & 0o777 & ~self.proc.umask:
+            if mode != mode & self._umasked_bits:
                 os.fchmod(fd, mode)
             os.utime(fd, ns=self._times(hdr))
         finally:
@@ -504,10 +511,13 @@ class Applier:
 
     def _times(self, hdr: TarHeader) -> tuple[int, int]:
         mtime = hdr.mtime_ns
-        atime = mtime if hdr.atime_ns is None or hdr.atime_ns < mtime else hdr.atime_ns
-        if self.options.strict_oci:
-            return atime, mtime
-        return _bound_time(atime), _bound_time(mtime)
+        atime = hdr.atime_ns
+        if atime is None or atime < mtime:
+            atime = mtime
+        # mtime <= atime: both are in range when these two are (the usual case).
+        if self._bound_times and not (mtime >= 0 and atime <= _MAX_TIME_NS):
+            return _bound_time(atime), _bound_time(mtime)
+        return atime, mtime
 
     def _hardlink(self, hdr: TarHeader, path: str) -> None:
         """Link ``path`` to the entry's link target (containerd's ``hardlinkRootPath``)."""

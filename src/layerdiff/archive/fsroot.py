@@ -23,6 +23,7 @@ import stat
 from layerdiff.archive import rootpath
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
+_O_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_BENEATH = 0x08
@@ -317,8 +318,20 @@ class FsRoot:
     def create_file(self, rel: str, mode: int) -> int:
         """Create regular file ``rel`` (which must not exist) and return a writable fd."""
         fd, name = self._parent(rel)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        return os.open(name, flags, mode, dir_fd=fd)
+        return os.open(name, _O_NEW_FILE, mode, dir_fd=fd)
+
+    def create_in_known_dir(self, rel: str, mode: int) -> int | None:
+        """``create_file`` if ``rel``'s parent is a known directory, else ``None``.
+
+        The applier's hot path: one call instead of a check and three nested ones.
+        """
+        parent, _, name = rel.rpartition("/")
+        if parent not in self._known_dirs:
+            return None
+        if len(rel) >= _PATH_MAX // 4 and len(os.fsencode(rel)) >= _PATH_MAX:
+            self._parent(rel)  # raises ENAMETOOLONG, as every other operation does
+        fd = self._dir_fds.get(parent)
+        return os.open(name, _O_NEW_FILE, mode, dir_fd=self.dir_fd(parent) if fd is None else fd)
 
     def open_path(self, rel: str) -> int:
         """An ``O_PATH`` fd of ``rel`` itself (a symlink is not followed)."""

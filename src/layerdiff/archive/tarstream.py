@@ -50,9 +50,12 @@ _ZERO_BLOCK = bytes(BLOCK)
 _HIGH_BYTES = bytes(range(0x80, 0x100))
 _OCTAL_DIGITS = b"01234567"
 _OCTAL_CACHE: dict[bytes, int] = {}
+#: Raw mtime fields of ``_fast_header`` and their values in ns (layers repeat them).
+_MTIME_CACHE: dict[bytes, int] = {}
 _DECIMAL_DIGITS = b"0123456789"
-#: The ustar header's fields up to the prefix, in order (see ``_fast_header``).
-_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s")
+#: The ustar header's fields up to the prefix, in order, but for the user and group
+#: names that are skipped (see ``_fast_header``).
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s64x8s8s155s")
 _USTAR_MAGIC = b"ustar\x0000"
 _FAST_TYPES = {b"0": REG, b"5": DIR}
 
@@ -310,26 +313,38 @@ def _fast_header(block: bytes) -> TarHeader | None:
     that is not plain octal or not yet in the cache, a checksum of signed bytes. The
     caller then parses the block in full, which decides exactly as before.
     """
-    (name, mode, uid, gid, size, mtime, checksum, flag, link, magic, _uname, _gname,
-     major, minor, prefix) = _USTAR.unpack_from(block)
+    (name, mode, uid, gid, size, mtime, checksum, flag, link, magic, major, minor, prefix) = (
+        _USTAR.unpack_from(block)
+    )
     typeflag = _FAST_TYPES.get(flag)
     if typeflag is None or magic != _USTAR_MAGIC or block[508:512] == b"tar\x00":
         return None
     cache = _OCTAL_CACHE
     mode_value, uid_value, gid_value = cache.get(mode), cache.get(uid), cache.get(gid)
     major_value, minor_value = cache.get(major), cache.get(minor)
-    if (mode_value is None or uid_value is None or gid_value is None
-            or major_value is None or minor_value is None):
+    if (
+        mode_value is None
+        or uid_value is None
+        or gid_value is None
+        or major_value is None
+        or minor_value is None
+    ):
         return None
     # Octal digits padded with NULs or spaces: parse_octal's fast path, inlined.
+    mtime_ns = _MTIME_CACHE.get(mtime)
+    if mtime_ns is None:
+        digits = mtime.rstrip(b" \x00")
+        if digits.translate(None, _OCTAL_DIGITS):
+            return None
+        mtime_ns = int(digits or b"0", 8) * _NS
+        if len(_MTIME_CACHE) < 4096:
+            _MTIME_CACHE[mtime] = mtime_ns
     size = size.rstrip(b" \x00")
-    mtime = mtime.rstrip(b" \x00")
-    checksum = checksum.rstrip(b" \x00")
-    if (size.translate(None, _OCTAL_DIGITS) or mtime.translate(None, _OCTAL_DIGITS)
-            or checksum.translate(None, _OCTAL_DIGITS)):
+    digits = checksum.rstrip(b" \x00")
+    if size.translate(None, _OCTAL_DIGITS) or digits.translate(None, _OCTAL_DIGITS):
         return None
     # The checksum field counts as eight spaces: 256 instead of its own bytes.
-    if int(checksum or b"0", 8) != _byte_sum(block) - sum(block[148:156]) + 256:
+    if int(digits or b"0", 8) != _byte_sum(block) - sum(checksum) + 256:
         return None
     end = name.find(b"\x00")
     text = (name if end < 0 else name[:end]).decode("utf-8", "surrogateescape")
@@ -343,7 +358,7 @@ def _fast_header(block: bytes) -> TarHeader | None:
         uid_value,
         gid_value,
         int(size or b"0", 8),
-        int(mtime or b"0", 8) * _NS,
+        mtime_ns,
         None,
         major_value,
         minor_value,
@@ -409,10 +424,13 @@ def _block_format(block: bytes) -> str:
 def _byte_sum(block: bytes) -> int:
     """``sum(block)`` for a 512-byte block, about eight times faster.
 
-    Adler-32's low half is 1 + the byte sum modulo 65521; a 256-byte half sums to at
-    most 65280, so the modulo never applies and the C loop gives the exact sum.
+    Adler-32's low half is 1 + the byte sum modulo 65521. An ASCII block sums to at
+    most 127 * 512 < 65521, so one call over the block is exact; otherwise each
+    256-byte half sums to at most 65280, and two calls are.
     """
     adler32 = zlib.adler32
+    if block.isascii():
+        return (adler32(block) & 0xFFFF) - 1
     return (adler32(block[:256]) & 0xFFFF) + (adler32(block[256:]) & 0xFFFF) - 2
 
 
