@@ -15,8 +15,11 @@ from layerdiff.cli import COMMANDS, build_parser, main
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hello-layer.tar.gz"
 
 #: Packages that ``apply`` and ``diff`` must not import: the gRPC server and its
-#: protobufs, the metrics, the registry client and the image code.
+#: protobufs, the metrics, the registry client and the image code; the configuration
+#: file's reader without ``--config``.
 HEAVY = (
+    "tomllib",
+    "layerdiff.config",
     "grpc",
     "google.protobuf",
     "prometheus_client",

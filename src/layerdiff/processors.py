@@ -25,10 +25,9 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from layerdiff.compression import CHUNK_SIZE, Readable, decompressed_chunks
-from layerdiff.config import StreamProcessorConfig
 from layerdiff.errors import (
     CanceledError,
     DeadlineExceededError,
@@ -36,6 +35,9 @@ from layerdiff.errors import (
     UnsupportedError,
 )
 from layerdiff.oci import MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_LAYER
+
+if TYPE_CHECKING:  # the configuration (and tomllib) only when a processor is configured
+    from layerdiff.config import StreamProcessorConfig
 
 MEDIA_TYPE_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 MEDIA_TYPE_DOCKER_LAYER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar"

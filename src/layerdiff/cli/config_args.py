@@ -3,7 +3,6 @@ its ``[limits]``."""
 
 from __future__ import annotations
 
-from layerdiff.config import load_config
 from layerdiff.diff import ApplyLimits
 from layerdiff.processors import ProcessorRegistry
 
@@ -13,5 +12,8 @@ def layer_settings(path: str | None) -> tuple[ProcessorRegistry | None, ApplyLim
     configures; the defaults when there is no file."""
     if not path:
         return None, ApplyLimits()
+    # Imported here: without --config, a command need not load the TOML reader.
+    from layerdiff.config import load_config  # noqa: PLC0415
+
     config = load_config(path)
     return ProcessorRegistry.from_config(config.stream_processors), config.limits.apply
