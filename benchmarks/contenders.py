@@ -26,7 +26,8 @@ the extracted `rootfs`, untimed):
   content store, decompress (Go), hash, apply. Time of the call; the blob was ingested
   beforehand, untimed. Peak RSS is the whole daemon's.
 - **layerdiff CLI**: `python -m layerdiff apply BLOB DEST`: wall time of the process,
-  interpreter start-up and imports included.
+  interpreter start-up and imports included (the package byte-compiled beforehand, as
+  pip leaves it installed).
 - **layerdiff library**: `apply_layer(BLOB, DEST)` in a fresh process; the call alone is
   timed, peak RSS is the process's (the interpreter included).
 

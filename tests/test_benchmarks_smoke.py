@@ -6,6 +6,7 @@ report hold what the issue asks for.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tarfile
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from benchmarks import data, report, run
 from benchmarks.common import TOOLS_DIR
+from layerdiff.archive import apply
 from tests.support.containerd import available
 
 ROOT = os.geteuid() == 0
@@ -79,3 +81,10 @@ def test_runner_reports_every_row_and_column(
             expected |= {("rootfs+delta", f"diff to {suffix}", n) for n in names}
     assert {tuple(row[:3]) for row in table[1:]} == expected
     assert len(table) == len(expected) + 1
+
+
+def test_the_cli_is_measured_with_its_bytecode_written() -> None:
+    cached = Path(importlib.util.cache_from_source(apply.__file__))
+    cached.unlink(missing_ok=True)
+    run.byte_compile_layerdiff()
+    assert cached.is_file()
