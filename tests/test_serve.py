@@ -42,7 +42,14 @@ from layerdiff.oci import (
 )
 from layerdiff.server import DIFF_SERVICE_NAME
 from tests.support.layers import gzip, layer, zstd
-from tests.support.serve import LayerdiffServer, bind, mounted_under, put
+from tests.support.serve import (
+    LayerdiffServer,
+    bind,
+    free_port,
+    mounted_under,
+    put,
+    start_local_server,
+)
 from tests.support.tree import diff_trees, merged_view, snapshot_tree
 
 pytestmark = pytest.mark.root
@@ -110,47 +117,27 @@ class Served:
     metrics_port: int
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def start_server(work: Path, limits: str = "", *args: str) -> Served:
     """A server over a local store in ``work``, with the slow processor configured."""
     work.mkdir(parents=True, exist_ok=True)
     script = work / "slow_processor.py"
     script.write_text(SLOW_PROCESSOR)
-    events, mounts, store = work / "events", work / "mounts", work / "store"
+    events = work / "events"
     port = free_port()
-    config = f"""
+    server, store = start_local_server(work, f"""
 [server]
 metrics_address = "127.0.0.1:{port}"
 
-[content]
-source = "local"
-root = "{store}"
-
-[mounts]
-temp_root = "{mounts}"
-
 [limits]
 {limits}
-
-[log]
-level = "info"
-format = "json"
 
 [stream_processors.slow]
 accepts = ["{SLOW}"]
 returns = "{MEDIA_TYPE_LAYER}"
 path = "{sys.executable}"
 args = ["{script}", "{events}", "{PACE}"]
-"""
-    server = LayerdiffServer(work, *args, config=config)
-    server.start()
-    return Served(server, LocalStore(store), mounts, events, port)
+""", *args)
+    return Served(server, store, work / "mounts", events, port)
 
 
 @pytest.fixture(scope="module")

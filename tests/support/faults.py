@@ -18,7 +18,12 @@ from pathlib import Path
 from layerdiff.content.local import LocalStore
 from layerdiff.mount.temp import PREFIX
 from layerdiff.oci import MEDIA_TYPE_LAYER
-from tests.support.serve import LayerdiffServer, mounted_under, thread_count
+from tests.support.serve import (
+    LayerdiffServer,
+    mounted_under,
+    start_local_server,
+    thread_count,
+)
 
 #: The media type the gate processor accepts (it yields plain tar).
 GATED = "application/vnd.layerdiff.test.gated"
@@ -175,21 +180,9 @@ def start_fault_server(work: Path, *, store: Path | None = None,
     work.mkdir(parents=True, exist_ok=True)
     script = work / "gate_processor.py"
     script.write_text(GATE_PROCESSOR)
-    events, mounts = work / "events", work / "mounts"
-    store = store or work / "store"
+    events = work / "events"
     args = f'["{script}", "{events}", "{hold_after}"]'
-    config = f"""
-[content]
-source = "local"
-root = "{store}"
-
-[mounts]
-temp_root = "{mounts}"
-
-[log]
-level = "info"
-format = "json"
-
+    server, local = start_local_server(work, f"""
 [stream_processors.gate]
 accepts = ["{GATED}"]
 returns = "{MEDIA_TYPE_LAYER}"
@@ -202,10 +195,8 @@ returns = "{MEDIA_TYPE_LAYER}"
 path = "{sys.executable}"
 args = {args}
 timeout = {HANG_LIMIT}
-"""
-    server = LayerdiffServer(work, config=config)
-    server.start()
-    return FaultServer(server, LocalStore(store), mounts, events)
+""", store=store)
+    return FaultServer(server, local, work / "mounts", events)
 
 
 def start_client(work: Path, socket: Path, method: str, request: bytes) -> subprocess.Popen[bytes]:

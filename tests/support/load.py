@@ -30,7 +30,6 @@ import io
 import os
 import random
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -55,7 +54,14 @@ from layerdiff.differ.compare import compare_mounts
 from layerdiff.mount import mount_points
 from layerdiff.oci import MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD
 from tests.support.layers import gzip, layer, zstd
-from tests.support.serve import LayerdiffServer, bind, children_of, put, thread_count
+from tests.support.serve import (
+    LayerdiffServer,
+    bind,
+    children_of,
+    free_port,
+    put,
+    thread_count,
+)
 from tests.support.tree import MNT_DETACH, Tree, diff_trees, mount, snapshot_tree, unmount
 
 #: Media types only the test's stream processors accept; they yield plain tar.
@@ -486,14 +492,6 @@ def run_client(client: Client, stats: Stats, stop: threading.Event) -> None:
 
 
 # ---------------------------------------------------------------------------- the run
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Load:

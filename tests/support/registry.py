@@ -43,6 +43,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from tests.support.serve import free_port
+
 DEFAULT_BIN = Path("/var/cache/layerdiff-ci/registry/root/usr/bin/docker-registry")
 STARTUP_TIMEOUT = 30.0
 SERVICE = "layerdiff-test-registry"
@@ -72,13 +74,6 @@ def require_binary() -> None:
 def digest_of(data: bytes) -> str:
     """The sha256 digest string of ``data``."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _die_with_parent() -> None:
@@ -212,7 +207,7 @@ class Registry:
         self._token_server = token_server
         self._dir = Path(tempfile.mkdtemp(prefix="layerdiff-registry-"))
         self.storage = self._dir / "storage"
-        self.port = _free_port()
+        self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
 

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -187,3 +188,36 @@ def mounted_under(root: Path) -> list[str]:
     """The mount points at or below ``root`` (this process's mount namespace)."""
     prefix = str(root.resolve())
     return [p for p in mount_points() if p == prefix or p.startswith(prefix + "/")]
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_local_server(
+    work: Path, sections: str, *args: str, store: Path | None = None
+) -> tuple[LayerdiffServer, LocalStore]:
+    """A started ``layerdiff serve`` in ``work`` over a local store (``store``, else
+    ``work/store``), its temporary mounts under ``work/mounts``, JSON logs at info, and
+    the TOML ``sections`` added (processors, limits, metrics)."""
+    store = store or work / "store"
+    config = f"""
+[content]
+source = "local"
+root = "{store}"
+
+[mounts]
+temp_root = "{work / "mounts"}"
+
+[log]
+level = "info"
+format = "json"
+
+{sections}"""
+    server = LayerdiffServer(work, *args, config=config)
+    server.start()
+    return server, LocalStore(store)
