@@ -50,6 +50,8 @@ _ZERO_BLOCK = bytes(BLOCK)
 _HIGH_BYTES = bytes(range(0x80, 0x100))
 _OCTAL_DIGITS = b"01234567"
 _OCTAL_CACHE: dict[bytes, int] = {}
+#: How many fields each number cache keeps (a hostile layer cannot grow them further).
+_CACHE_ENTRIES = 4096
 #: Raw mtime fields of ``_fast_header`` and their values in ns (layers repeat them).
 _MTIME_CACHE: dict[bytes, int] = {}
 _DECIMAL_DIGITS = b"0123456789"
@@ -337,7 +339,7 @@ def _fast_header(block: bytes) -> TarHeader | None:
         if digits.translate(None, _OCTAL_DIGITS):
             return None
         mtime_ns = int(digits or b"0", 8) * _NS
-        if len(_MTIME_CACHE) < 4096:
+        if len(_MTIME_CACHE) < _CACHE_ENTRIES:
             _MTIME_CACHE[mtime] = mtime_ns
     size = size.rstrip(b" \x00")
     digits = checksum.rstrip(b" \x00")
@@ -470,7 +472,7 @@ class _NumberParser:
                 return 0
             return ~value if negative else value
         value = self.parse_octal(field_bytes)
-        if not self.failed and len(field_bytes) == 8 and len(_OCTAL_CACHE) < 4096:
+        if not self.failed and len(field_bytes) == 8 and len(_OCTAL_CACHE) < _CACHE_ENTRIES:
             _OCTAL_CACHE[field_bytes] = value
         return value
 
